@@ -1,0 +1,224 @@
+/*
+ * he.h - shared types and prototypes of RT-Extension-HealthEndpoint's C core.
+ *
+ * Nothing here includes perl.h: the C files compile, test and fuzz on their
+ * own.  Public names are he_<area>_<verb>; everything else is static.
+ *
+ * Conventions
+ *   - Deadlines are absolute times on the monotonic clock, in seconds
+ *     (he_time_now()).  Every network call is bounded by the deadline.
+ *   - Checks return an he_result and, on HE_FAIL, write a NUL-terminated
+ *     reason into the caller's buffer (err, errlen >= 1).  The reason is for
+ *     the server log only and never reaches an HTTP client.
+ *   - Strings in config structs are owned (malloc'd) by the struct and freed
+ *     by he_config_free().
+ */
+#ifndef HE_H
+#define HE_H
+
+#include <stddef.h>
+
+#define HE_ERRLEN 512                   /* size of a check's error buffer */
+
+typedef enum {
+    HE_OK = 0,
+    HE_FAIL = 1,
+    HE_SKIPPED = 2
+} he_result;
+
+/* ---- time and I/O (he_time.c) ---------------------------------------- */
+
+double he_time_now(void);               /* monotonic clock, seconds */
+
+/* Wait until fd is readable (want_write == 0) or writable (want_write != 0)
+ * or the deadline passes.  Returns 1 ready, 0 deadline passed, -1 error
+ * (errno set).  Retries on EINTR. */
+int he_time_wait_fd(int fd, int want_write, double deadline);
+
+/* Remaining time until deadline in whole milliseconds, >= 0. */
+int he_time_left_ms(double deadline);
+
+/* ---- configuration (he_config.c) ------------------------------------- */
+
+typedef enum {
+    HE_DB_NONE = 0,                     /* no/unknown type: check fails */
+    HE_DB_PG,
+    HE_DB_MYSQL,                        /* mysql and MariaDB */
+    HE_DB_SQLITE,
+    HE_DB_CALLBACK                      /* Oracle: done in Perl through DBI */
+} he_db_kind;
+
+typedef struct {
+    char *key;
+    char *value;
+} he_kv;
+
+typedef struct {
+    he_db_kind kind;
+    char *type;                         /* as configured, for messages */
+    char *host;                         /* NULL: library default (socket) */
+    char *port;                         /* NULL: library default */
+    char *name;                         /* db name; SQLite: absolute path */
+    char *user;                         /* NULL: library default */
+    char *password;                     /* NULL: none */
+    he_kv *extra;                       /* %DatabaseExtraDSN, in order */
+    size_t n_extra;
+} he_db_config;
+
+typedef struct {
+    char *host;                         /* never NULL once parsed */
+    int port;
+} he_hostport;
+
+typedef struct {
+    int enabled;                        /* 0: reported as skipped */
+    he_hostport server;                 /* default 127.0.0.1:6379 */
+    char *sock;                         /* unix socket path; wins over server */
+    char *username;                     /* ACL user; NULL: AUTH <password> */
+    char *password;                     /* NULL: no AUTH */
+    int database;                       /* -1: no SELECT */
+    he_hostport *sentinels;             /* ask these for the master */
+    size_t n_sentinels;
+    char *service;                      /* sentinel master name */
+} he_redis_config;
+
+typedef struct {
+    unsigned char addr[16];             /* IPv4 stored as ::ffff:a.b.c.d */
+    int bits;                           /* prefix length over the 128 bits */
+} he_cidr;
+
+typedef struct {
+    char *ping_path;
+    size_t ping_len;
+    char *status_path;
+    size_t status_len;
+    double timeout;                     /* seconds, > 0 */
+    double cache_seconds;               /* >= 0; 0: no caching */
+    he_db_config db;
+    he_redis_config redis;
+    he_cidr *allow;                     /* NULL/0: everyone allowed */
+    size_t n_allow;
+} he_config;
+
+/* Called with one complete message per problem found. */
+typedef void (*he_warn_fn)(void *ctx, const char *msg);
+
+void he_config_init(he_config *c);      /* defaults; never fails */
+void he_config_free(he_config *c);
+
+/* Apply one option.  An invalid value is reported through warn (naming the
+ * option and the value) and the default is kept.  Keys:
+ *   ping_path status_path timeout cache_seconds
+ *   db.type db.host db.port db.name db.user db.password db.extra.<key>
+ *   redis.enabled redis.server redis.sock redis.username redis.password
+ *   redis.database redis.sentinel (repeatable) redis.service
+ *   allow_from (repeatable)
+ * Returns 0 when applied, -1 when rejected (and warned). */
+int he_config_set(he_config *c, const char *key, const char *value,
+                  he_warn_fn warn, void *ctx);
+
+/* Cross-option checks after all he_config_set calls (equal paths, a
+ * database type whose backend is not built, ...).  Warns; never fails. */
+void he_config_finish(he_config *c, he_warn_fn warn, void *ctx);
+
+/* Parsers, exposed for tests and fuzzing.  0 ok, -1 invalid. */
+int he_config_parse_seconds(const char *s, double *out);
+int he_config_parse_hostport(const char *s, int default_port, he_hostport *out);
+int he_config_parse_cidr(const char *s, he_cidr *out);
+int he_config_parse_path(const char *s);
+
+/* 1 if the address (text form, v4 or v6) is inside one of the CIDRs. */
+int he_config_addr_allowed(const he_config *c, const char *addr, size_t len);
+
+/* ---- backends (he_pg.c, he_mysql.c, he_sqlite.c, he_redis.c) --------- */
+
+/* Connect, authenticate and run one trivial query, all before deadline.
+ * Opens and closes its own connection: nothing survives the call. */
+he_result he_pg_check(const he_db_config *c, double deadline,
+                      char *err, size_t errlen);
+he_result he_mysql_check(const he_db_config *c, double deadline,
+                         char *err, size_t errlen);
+he_result he_sqlite_check(const he_db_config *c, double deadline,
+                          char *err, size_t errlen);
+/* Connect (through the sentinels if configured), AUTH, SELECT, PING. */
+he_result he_redis_check(const he_redis_config *c, double deadline,
+                         char *err, size_t errlen);
+
+/* Process-wide library setup, once, before any thread runs a check
+ * (mysql_library_init is not thread-safe).  Opens nothing. */
+void he_mysql_global_init(void);
+
+/* ---- checks: dispatch, concurrency, cache (he_checks.c) -------------- */
+
+/* For HE_DB_CALLBACK: runs on the calling thread. */
+typedef he_result (*he_db_callback)(void *ctx, char *err, size_t errlen);
+
+typedef struct {
+    he_result db;
+    he_result redis;
+    char db_err[HE_ERRLEN];             /* set when db == HE_FAIL */
+    char redis_err[HE_ERRLEN];          /* set when redis == HE_FAIL */
+    double db_elapsed;                  /* seconds */
+    double redis_elapsed;
+    int from_cache;                     /* 1: reused, nothing was run */
+} he_status;
+
+typedef struct {
+    int valid;
+    double at;                          /* he_time_now() of the run */
+    he_result db, redis;
+} he_status_cache;
+
+/* Names of the backends compiled in, e.g. "Pg mysql SQLite Redis". */
+const char *he_checks_backends(void);
+
+/* 1 if the backend for kind is compiled in (CALLBACK always is). */
+int he_checks_have_db(he_db_kind kind);
+int he_checks_have_redis(void);
+
+/* Run the database and Redis checks at the same time, bounded by
+ * c->timeout, or reuse the cached result if it is younger than
+ * c->cache_seconds. */
+void he_checks_run(const he_config *c, he_status_cache *cache,
+                   he_db_callback cb, void *cb_ctx, he_status *out);
+
+/* ---- routing and responses (he_route.c, he_response.c) --------------- */
+
+typedef enum {
+    HE_ROUTE_PASS = 0,                  /* not ours: call the wrapped app */
+    HE_ROUTE_PING,
+    HE_ROUTE_STATUS
+} he_route;
+
+typedef enum {
+    HE_METHOD_GET = 0,
+    HE_METHOD_HEAD,
+    HE_METHOD_OTHER
+} he_method;
+
+/* Exact byte comparison of PATH_INFO against the two configured paths. */
+he_route he_route_match(const he_config *c, const char *path, size_t len);
+he_method he_route_method(const char *m, size_t len);
+
+typedef struct {
+    int status;                         /* 200, 403, 405, 503 */
+    const char *content_type;
+    const char *body;                   /* points into buf or a constant */
+    size_t body_len;                    /* Content-Length, also for HEAD */
+    int send_body;                      /* 0 for HEAD */
+    int allow_header;                   /* 1: add "Allow: GET, HEAD" */
+    char buf[96];                       /* room for the status JSON */
+} he_response;
+
+/* Fill resp for a request routed to one of our paths.  st is only read for
+ * HE_ROUTE_STATUS with GET/HEAD.  forbidden: the allowlist said no. */
+void he_response_build(he_route route, he_method method, int forbidden,
+                       const he_status *st, he_response *resp);
+
+/* Writes the status JSON for (db, redis) into buf; returns its length. */
+size_t he_response_status_json(he_result db, he_result redis,
+                               char *buf, size_t buflen);
+
+const char *he_result_name(he_result r); /* "ok" "fail" "skipped" */
+
+#endif /* HE_H */

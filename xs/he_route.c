@@ -1,0 +1,35 @@
+/*
+ * he_route.c - which of our endpoints, if any, a request is for.
+ *
+ * This runs for every request RT serves, so it only compares lengths and
+ * bytes: no allocation, no normalisation.  PATH_INFO is compared exactly,
+ * as the contract says (no trailing-slash or case folding).
+ */
+#include <string.h>
+
+#include "he.h"
+
+he_route
+he_route_match(const he_config *c, const char *path, size_t len)
+{
+    if (path == NULL)
+        return HE_ROUTE_PASS;
+    if (len == c->ping_len && memcmp(path, c->ping_path, len) == 0)
+        return HE_ROUTE_PING;
+    if (len == c->status_len && memcmp(path, c->status_path, len) == 0)
+        return HE_ROUTE_STATUS;
+    return HE_ROUTE_PASS;
+}
+
+/* Methods are case-sensitive (RFC 9110 9.1): "get" is not GET. */
+he_method
+he_route_method(const char *m, size_t len)
+{
+    if (m == NULL)
+        return HE_METHOD_OTHER;
+    if (len == 3 && memcmp(m, "GET", 3) == 0)
+        return HE_METHOD_GET;
+    if (len == 4 && memcmp(m, "HEAD", 4) == 0)
+        return HE_METHOD_HEAD;
+    return HE_METHOD_OTHER;
+}
