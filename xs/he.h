@@ -165,6 +165,8 @@ typedef struct {
 
 typedef struct {
     int valid;
+    long pid;                           /* process that ran it: a forked
+                                           child never reuses its parent's */
     double at;                          /* he_time_now() of the run */
     he_result db, redis;
 } he_status_cache;
@@ -178,7 +180,10 @@ int he_checks_have_redis(void);
 
 /* Run the database and Redis checks at the same time, bounded by
  * c->timeout, or reuse the cached result if it is younger than
- * c->cache_seconds. */
+ * c->cache_seconds.  Network checks run on short-lived detached threads
+ * so that even a blocking name lookup cannot hold the caller past the
+ * deadline; a thread that overruns is abandoned and cleans up after
+ * itself.  cb (may be NULL) runs on the calling thread. */
 void he_checks_run(const he_config *c, he_status_cache *cache,
                    he_db_callback cb, void *cb_ctx, he_status *out);
 

@@ -1,0 +1,390 @@
+package RT::Extension::HealthEndpoint;
+
+use strict;
+use warnings;
+
+our $VERSION = '0.01';
+
+require XSLoader;
+XSLoader::load('RT::Extension::HealthEndpoint', $VERSION);
+
+my $PREFIX = 'RT::Extension::HealthEndpoint: ';
+
+my %DB_KEYS = map { $_ => 1 } qw(type host port name user password);
+my %REDIS_KEYS
+    = map { $_ => 1 } qw(server sock username password database sentinels service);
+my %WRAP_OPTIONS = map { $_ => 1 } qw(
+    ping_path status_path timeout cache_seconds allow_from
+    db db_check check_redis redis logger
+);
+
+# The core, usable by any PSGI application: RT's glue below only maps
+# RT's config onto these options.
+sub wrap {
+    my ($class, $app, %opt) = @_;
+
+    die "${PREFIX}wrap needs the PSGI app (a code reference)\n"
+        unless ref $app eq 'CODE';
+    for my $k (sort keys %opt) {
+        die "${PREFIX}unknown option '$k'\n" unless $WRAP_OPTIONS{$k};
+    }
+    my $logger = $opt{logger} || sub { warn "[$_[0]] $_[1]\n" };
+    my $log = sub { $logger->('error', $PREFIX . $_[0]) };
+
+    my @pairs;
+    for my $k (qw(ping_path status_path timeout cache_seconds)) {
+        push @pairs, $k => $opt{$k} if defined $opt{$k};
+    }
+    push @pairs, map { (allow_from => $_) }
+        _list($opt{allow_from}, 'HealthEndpoint_AllowFrom', $log);
+
+    if (my $db = _hash($opt{db}, 'db', $log)) {
+        for my $k (sort keys %$db) {
+            if ($k eq 'extra') {
+                my $extra = _hash($db->{extra}, 'DatabaseExtraDSN', $log) || {};
+                push @pairs, map { ("db.extra.$_" => $extra->{$_}) }
+                    sort keys %$extra;
+            } elsif ($DB_KEYS{$k}) {
+                push @pairs, "db.$k" => $db->{$k};
+            }
+        }
+    }
+
+    my $redis = _hash($opt{redis}, 'redis', $log);
+    my $check = $opt{check_redis};
+    if (defined $check && !($check eq '0' || $check eq '1')) {
+        push @pairs, 'redis.enabled' => $check;    # rejected and logged in C
+        undef $check;
+    }
+    $check = $redis ? 1 : 0 unless defined $check;
+    push @pairs, 'redis.enabled' => $check;
+    if ($redis) {
+        for my $k (sort grep { $REDIS_KEYS{$_} } keys %$redis) {
+            if ($k eq 'sentinels') {
+                push @pairs, map { ('redis.sentinel' => $_) }
+                    _list($redis->{sentinels}, 'sentinels', $log);
+            } else {
+                push @pairs, "redis.$k" => $redis->{$k};
+            }
+        }
+    }
+
+    return $class->_new($app, $logger, $opt{db_check}, \@pairs);
+}
+
+sub _hash {
+    my ($v, $name, $log) = @_;
+    return undef unless defined $v;
+    return $v if ref $v eq 'HASH';
+    $log->("$name: expected a hash reference, got '$v'; ignored");
+    return undef;
+}
+
+sub _list {
+    my ($v, $name, $log) = @_;
+    return () unless defined $v;
+    return @$v if ref $v eq 'ARRAY';
+    return ($v) unless ref $v;
+    $log->("$name: expected a list, got '$v'; ignored");
+    return ();
+}
+
+# ---- RT glue ---------------------------------------------------------------
+
+# RT calls this once per plugin, in @Plugins order, when it builds its PSGI
+# app (in the master process, before Starman forks): read the config here,
+# open nothing.  It must never die, or RT would not start.
+sub PSGIWrap {
+    my ($class, $app) = @_;
+    my $wrapped = eval { $class->wrap($app, $class->_options_from_rt) };
+    return $wrapped if $wrapped;
+    my $err = $@ || 'unknown error';
+    _rt_log('error', "${PREFIX}disabled, the wrapped app is used as is: $err");
+    return $app;
+}
+
+sub _rt_log {
+    my ($level, $message) = @_;
+    if (RT->can('Logger') && RT->Logger) {
+        RT->Logger->log(level => $level, message => $message);
+    } else {
+        warn "[$level] $message\n";
+    }
+}
+
+sub _rt_get {
+    my $name = shift;
+    # scalar context: a hash option comes back as a hashref (list context
+    # would give (undef) for an unset one)
+    return scalar RT->Config->Get($name);
+}
+
+sub _options_from_rt {
+    my ($class) = @_;
+    my %opt = (logger => \&_rt_log);
+
+    my %map = (
+        ping_path     => 'HealthEndpoint_PingPath',
+        status_path   => 'HealthEndpoint_StatusPath',
+        timeout       => 'HealthEndpoint_Timeout',
+        cache_seconds => 'HealthEndpoint_CacheSeconds',
+        allow_from    => 'HealthEndpoint_AllowFrom',
+    );
+    for my $k (keys %map) {
+        my $v = _rt_get($map{$k});
+        $opt{$k} = $v if defined $v;
+    }
+
+    my $type = _rt_get('DatabaseType');
+    my $name = _rt_get('DatabaseName');
+    if (defined $type && $type eq 'SQLite' && defined $name) {
+        # as RT::Handle::BuildDSN: a relative name lives under VarPath
+        require File::Spec;
+        $name = File::Spec->catfile($RT::VarPath, $name)
+            unless File::Spec->file_name_is_absolute($name);
+    }
+    $opt{db} = {
+        type     => $type,
+        host     => _rt_get('DatabaseHost'),
+        port     => _rt_get('DatabasePort'),
+        name     => $name,
+        user     => _rt_get('DatabaseUser'),
+        password => _rt_get('DatabasePassword'),
+        extra    => _rt_get('DatabaseExtraDSN'),
+    };
+    $opt{db_check} = $class->_dbi_check($opt{timeout})
+        if defined $type && $type eq 'Oracle';
+
+    my $session_class = _rt_get('WebSessionClass');
+    my $auto = (defined $session_class && $session_class =~ /Redis/) ? 1 : 0;
+    my $check = _rt_get('HealthEndpoint_CheckRedis');
+    if (defined $check && !($check eq '0' || $check eq '1')) {
+        _rt_log('error', "${PREFIX}HealthEndpoint_CheckRedis: invalid value"
+            . " '$check' (must be undef, 0 or 1); using auto-detection ("
+            . ($auto ? 'on' : 'off') . ')');
+        undef $check;
+    }
+    $opt{check_redis} = defined $check ? $check : $auto;
+    my $props = _rt_get('WebSessionProperties');
+    $opt{redis} = ref $props eq 'HASH' ? $props : {};
+    return %opt;
+}
+
+# Oracle has no native backend: connect through DBI with RT's own DSN.
+sub _dbi_check {
+    my ($class, $timeout) = @_;
+    $timeout = 2 unless defined $timeout && $timeout =~ /^\d+(?:\.\d+)?$/;
+    return sub {
+        require DBI;
+        require RT::Handle;
+        my $handle = RT::Handle->new;
+        $handle->BuildDSN;
+        local $SIG{ALRM} = sub { die "timed out after $timeout s\n" };
+        my $alarm = int($timeout) + ($timeout > int($timeout) ? 1 : 0);
+        alarm($alarm || 1);
+        my $ok = eval {
+            my $dbh = DBI->connect($handle->DSN, _rt_get('DatabaseUser'),
+                _rt_get('DatabasePassword'),
+                { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
+            my ($one) = $dbh->selectrow_array('SELECT 1 FROM DUAL');
+            $dbh->disconnect;
+            $one;
+        };
+        my $err = $@;
+        alarm 0;
+        die $err if $err;
+        return $ok;
+    };
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+RT::Extension::HealthEndpoint - session-free health checks for Request Tracker
+
+=head1 SYNOPSIS
+
+In F<RT_SiteConfig.pm>:
+
+    Plugin('RT::Extension::HealthEndpoint');
+
+    # all optional
+    Set($HealthEndpoint_PingPath,     '/healthz/ping');
+    Set($HealthEndpoint_StatusPath,   '/healthz/status');
+    Set($HealthEndpoint_Timeout,      2);      # seconds, fractions allowed
+    Set($HealthEndpoint_CacheSeconds, 1);      # 0 turns the cache off
+    Set($HealthEndpoint_CheckRedis,   undef);  # undef auto, 0 never, 1 always
+    Set($HealthEndpoint_AllowFrom,    ['10.0.0.0/8', '::1']);
+
+Then:
+
+    $ curl http://rt.example.com/healthz/ping
+    pong
+    $ curl http://rt.example.com/healthz/status
+    {"checks":{"database":"ok","redis":"skipped"},"status":"ok"}
+
+Outside RT, around any PSGI application:
+
+    use RT::Extension::HealthEndpoint;
+    my $app = RT::Extension::HealthEndpoint->wrap($psgi_app,
+        db     => { type => 'Pg', host => '127.0.0.1', name => 'app',
+                    user => 'app', password => 'secret' },
+        redis  => { server => '127.0.0.1:6379' },
+        logger => sub { my ($level, $message) = @_; warn "$message\n" },
+    );
+
+=head1 DESCRIPTION
+
+RT creates a web session for every request that reaches its Mason
+handler, C</NoAuth/> pages included, so a load balancer probing RT every
+few seconds fills the session store.  This extension answers two health
+paths in RT's PSGI layer instead: RT calls C<PSGIWrap> for each plugin when
+it builds its PSGI app, and the wrapper returned here sees each request
+before Mason (and so before any session exists).
+
+The wrapper is an XSUB written in C.  For any other path it hands the
+request, untouched, to RT and returns RT's response unchanged, at the cost
+of one hash lookup.  The checks are native: libpq for PostgreSQL,
+MariaDB Connector/C or libmysqlclient for MySQL and MariaDB, libsqlite3 for
+SQLite, hiredis for Redis.  Oracle is checked through DBI with RT's own
+DSN; it is the one non-native path.
+
+=head1 CONFIGURATION
+
+=over
+
+=item C<$HealthEndpoint_PingPath> (default C</healthz/ping>)
+
+=item C<$HealthEndpoint_StatusPath> (default C</healthz/status>)
+
+Compared byte for byte with C<PATH_INFO>, which is relative to RT's
+C<$WebPath>: with C<$WebPath> C</rt> the default ping URL is
+C</rt/healthz/ping>.  The query string is ignored.  A path must start with
+C</> and hold no spaces, C<?> or C<#>; the two must differ.
+
+=item C<$HealthEndpoint_Timeout> (default 2)
+
+Seconds, fractions allowed, above 0 and at most 300.  The deadline for the
+whole status check: connect, authentication and query of each backend.
+
+=item C<$HealthEndpoint_CacheSeconds> (default 1)
+
+Each worker process reuses its last status result for this many seconds
+(fractions allowed, 0 turns the cache off), so a flood of status probes
+opens at most one database connection per worker per period.
+
+=item C<$HealthEndpoint_CheckRedis> (default undef)
+
+C<undef>: check Redis when C<$WebSessionClass> names a Redis-backed
+session class (C<Apache::Session::Redis>,
+C<Apache::Session::Browseable::Redis>).  C<0>: never (reported
+C<skipped>).  C<1>: always.  The connection comes from
+C<%WebSessionProperties>: C<server> (C<host:port>, default
+C<127.0.0.1:6379>, C<[::1]:6379> for IPv6) or C<sock> (a unix socket),
+C<username> and C<password> (AUTH; the ACL form when a username is set),
+C<database> (SELECT), and C<sentinels> with C<service> (the sentinels are
+asked for the master, which is then checked).
+
+=item C<$HealthEndpoint_AllowFrom> (default: everyone)
+
+A list of IPv4/IPv6 addresses or CIDRs matched against C<REMOTE_ADDR>;
+other clients get C<403> and nothing is checked.  Behind a reverse proxy
+C<REMOTE_ADDR> is the proxy's address unless RT is told to trust
+C<X-Forwarded-For>, so filter at the proxy in that case.
+
+=back
+
+The database check uses RT's own C<$DatabaseType>, C<$DatabaseHost>,
+C<$DatabasePort>, C<$DatabaseName>, C<$DatabaseUser>,
+C<$DatabasePassword> and C<%DatabaseExtraDSN> (libpq conninfo keys such as
+C<sslmode> for Pg; the DBD::mysql C<mysql_ssl*> names, C<mysql_socket> and
+C<mysql_compression> for MySQL/MariaDB).  An empty host means the client
+library's default, a unix socket, as in RT.  A relative SQLite database
+name is under RT's C<$VarPath>; the file is opened read-only and never
+created.
+
+=head1 RESPONSES
+
+=over
+
+=item Ping, C<GET> or C<HEAD>
+
+C<200>, C<Content-Type: text/plain>, body C<pong>.  No I/O of any kind.
+
+=item Status, C<GET> or C<HEAD>
+
+C<Content-Type: application/json>, body exactly
+
+    {"checks":{"database":"ok","redis":"ok"},"status":"ok"}
+
+Each check is C<ok>, C<fail> or C<skipped>; C<status> is C<ok> unless a
+check that ran failed, and the HTTP status is then C<200>, else C<503>.
+
+=item Any other method on either path
+
+C<405> with C<Allow: GET, HEAD>.  Methods are case-sensitive.
+
+=back
+
+Every answer carries C<Cache-Control: no-store> and C<Content-Length>;
+C<HEAD> gets the same headers and an empty body.
+
+=head1 DIAGNOSTICS
+
+Messages go to RT's log (C<< RT->Logger >>) at C<error> level, prefixed
+with C<RT::Extension::HealthEndpoint:>.
+
+=over
+
+=item C<database check failed (TYPE, SECONDS s): REASON>
+
+=item C<redis check failed (SECONDS s): REASON>
+
+A status probe found a backend failing; REASON is the client library's
+text (refused, authentication failed, timed out, NOAUTH, ...).  Logged once
+per check actually run, not for answers taken from the cache.
+
+=item C<OPTION: invalid value 'VALUE' (WHY); using DEFAULT>
+
+A setting was rejected at startup; RT runs with the default named.
+
+=item C<DatabaseType 'TYPE': this build has no TYPE backend ...>
+
+The client library was missing when the extension was built.  Install it
+(see L</BUILD REQUIREMENTS>), rebuild and reinstall.  Until then the
+database check reports C<fail>.
+
+=item C<disabled, the wrapped app is used as is: ...>
+
+The wrapper could not be built; RT runs without the endpoints.
+
+=back
+
+=head1 BUILD REQUIREMENTS
+
+A C compiler and, for each backend wanted, its client library:
+C<libpq-dev>, C<libmariadb-dev> (or C<libmysqlclient-dev>),
+C<libsqlite3-dev>, C<libhiredis-dev> on Debian.  F<Makefile.PL> builds the
+backends it finds and says which; ping needs none.
+
+=head1 SECURITY
+
+The endpoints are unauthenticated by design.  Their bodies hold only the
+fixed tokens above: no error text, host names, versions or timings; those
+go to RT's log.  A ping costs a hash lookup and a small response.  A status
+probe opens at most one connection per backend, bounded by
+C<$HealthEndpoint_Timeout>, and at most once per
+C<$HealthEndpoint_CacheSeconds> per worker, so a flood cannot turn into a
+connection storm against the database.  Restrict who may reach the paths
+at the proxy, or with C<$HealthEndpoint_AllowFrom>.
+
+=head1 LICENSE
+
+Copyright the RT-Extension-HealthEndpoint authors.  This program is free
+software; you can redistribute it and/or modify it under the terms of the
+GNU General Public License, version 2.
+
+=cut

@@ -1,0 +1,369 @@
+/*
+ * HealthEndpoint.xs - Perl glue: PSGI env in, PSGI triple out.
+ *
+ * _new() returns an anonymous XSUB (a C closure): the PSGI app RT runs.
+ * Its state (parsed config, result cache, the wrapped app and the logger)
+ * hangs off the CV and is freed with it through ext magic.  For a request
+ * that is not ours the XSUB hands its own argument stack straight to the
+ * wrapped app, so pass-through costs one hash lookup and one call.
+ * All logic is in the plain C files; this file only converts.
+ */
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+#include "ppport.h"
+
+#include "he.h"
+
+#define LOG_PREFIX "RT::Extension::HealthEndpoint: "
+
+typedef struct {
+    he_config cfg;
+    he_status_cache cache;
+    SV *app;                            /* the wrapped PSGI app (owned ref) */
+    SV *logger;                         /* sub ($level, $message) or NULL */
+    SV *db_cb;                          /* Oracle: sub returning true/dying */
+} he_state;
+
+/* ---- logging ---------------------------------------------------------- */
+
+/*
+ * Hand one message to the Perl logger.  Runs in an eval so that a broken
+ * logger cannot throw into RT, and keeps $@ as the caller had it.
+ */
+static void
+he_log(pTHX_ he_state *st, const char *level, const char *msg)
+{
+    dSP;
+    SV *saved_err;
+
+    if (st->logger == NULL) {
+        PerlIO_printf(PerlIO_stderr(), "[%s] %s%s\n", level, LOG_PREFIX, msg);
+        return;
+    }
+    ENTER;
+    SAVETMPS;
+    saved_err = sv_mortalcopy(ERRSV);
+    PUSHMARK(SP);
+    EXTEND(SP, 2);
+    mPUSHp(level, strlen(level));
+    PUSHs(sv_2mortal(newSVpvf("%s%s", LOG_PREFIX, msg)));
+    PUTBACK;
+    call_sv(st->logger, G_DISCARD | G_EVAL);
+    if (SvTRUE(ERRSV))
+        PerlIO_printf(PerlIO_stderr(), "[%s] %s%s (logger failed: %" SVf ")\n",
+                      level, LOG_PREFIX, msg, SVfARG(ERRSV));
+    sv_setsv(ERRSV, saved_err);
+    FREETMPS;
+    LEAVE;
+}
+
+static void
+he_warn_cb(void *ctx, const char *msg)
+{
+    dTHX;
+    he_log(aTHX_ (he_state *)ctx, "error", msg);
+}
+
+/* The Oracle path: call the Perl sub; true is ok, false or death is fail. */
+static he_result
+he_db_cb(void *ctx, char *err, size_t errlen)
+{
+    dTHX;
+    dSP;
+    he_state *st = ctx;
+    he_result r = HE_FAIL;
+    SV *saved_err;
+    int count;
+
+    ENTER;
+    SAVETMPS;
+    saved_err = sv_mortalcopy(ERRSV);
+    PUSHMARK(SP);
+    PUTBACK;
+    count = call_sv(st->db_cb, G_SCALAR | G_EVAL);
+    SPAGAIN;
+    if (SvTRUE(ERRSV)) {
+        my_snprintf(err, errlen, "%s", SvPV_nolen(ERRSV));
+    } else if (count == 1 && SvTRUE(TOPs)) {
+        r = HE_OK;
+    } else {
+        my_snprintf(err, errlen, "the DBI check returned false");
+    }
+    if (count > 0)
+        (void)POPs;
+    PUTBACK;
+    sv_setsv(ERRSV, saved_err);
+    FREETMPS;
+    LEAVE;
+    return r;
+}
+
+static void
+he_log_failures(pTHX_ he_state *st, const he_status *s)
+{
+    char msg[HE_ERRLEN + 128];
+
+    if (s->from_cache)
+        return;
+    if (s->db == HE_FAIL) {
+        my_snprintf(msg, sizeof msg, "database check failed (%s, %.3f s): %s",
+                    st->cfg.db.type ? st->cfg.db.type : "none",
+                    s->db_elapsed, s->db_err);
+        he_log(aTHX_ st, "error", msg);
+    }
+    if (s->redis == HE_FAIL) {
+        my_snprintf(msg, sizeof msg, "redis check failed (%.3f s): %s",
+                    s->redis_elapsed, s->redis_err);
+        he_log(aTHX_ st, "error", msg);
+    }
+}
+
+/* ---- state lifetime ---------------------------------------------------- */
+
+static int
+he_state_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    he_state *st = (he_state *)mg->mg_ptr;
+
+    PERL_UNUSED_ARG(sv);
+    if (st == NULL)
+        return 0;
+    he_config_free(&st->cfg);
+    SvREFCNT_dec(st->app);
+    SvREFCNT_dec(st->logger);
+    SvREFCNT_dec(st->db_cb);
+    Safefree(st);
+    mg->mg_ptr = NULL;
+    return 0;
+}
+
+static MGVTBL he_state_vtbl = { 0, 0, 0, 0, he_state_free, 0, 0, 0 };
+
+static he_state *
+he_state_of(pTHX_ SV *handler)
+{
+    MAGIC *mg;
+
+    if (!SvROK(handler) || SvTYPE(SvRV(handler)) != SVt_PVCV)
+        croak("RT::Extension::HealthEndpoint: not a handler");
+    mg = mg_findext(SvRV(handler), PERL_MAGIC_ext, &he_state_vtbl);
+    if (mg == NULL || mg->mg_ptr == NULL)
+        croak("RT::Extension::HealthEndpoint: not a handler");
+    return (he_state *)mg->mg_ptr;
+}
+
+/* ---- the request path -------------------------------------------------- */
+
+/* A plain string value of the env, or NULL (missing, undef, a reference). */
+static const char *
+env_str(pTHX_ HV *env, const char *key, I32 klen, STRLEN *len)
+{
+    SV **svp = hv_fetch(env, key, klen, 0);
+
+    if (svp == NULL || !SvOK(*svp) || SvROK(*svp))
+        return NULL;
+    return SvPV(*svp, *len);
+}
+
+static SV *
+he_psgi_triple(pTHX_ const he_response *r)
+{
+    AV *res = newAV();
+    AV *headers = newAV();
+    AV *body = newAV();
+
+    av_extend(headers, r->allow_header ? 7 : 5);
+    av_push(headers, newSVpvs("Content-Type"));
+    av_push(headers, newSVpv(r->content_type, 0));
+    av_push(headers, newSVpvs("Content-Length"));
+    av_push(headers, newSVuv((UV)r->body_len));
+    av_push(headers, newSVpvs("Cache-Control"));
+    av_push(headers, newSVpvs("no-store"));
+    if (r->allow_header) {
+        av_push(headers, newSVpvs("Allow"));
+        av_push(headers, newSVpvs("GET, HEAD"));
+    }
+    if (r->send_body)
+        av_push(body, newSVpvn(r->body, r->body_len));
+
+    av_extend(res, 2);
+    av_push(res, newSViv(r->status));
+    av_push(res, newRV_noinc((SV *)headers));
+    av_push(res, newRV_noinc((SV *)body));
+    return newRV_noinc((SV *)res);
+}
+
+/* Answer one of our paths: no call into the wrapped app. */
+static SV *
+he_answer(pTHX_ he_state *st, HV *env, he_route route)
+{
+    STRLEN mlen = 0, alen = 0;
+    const char *m = env_str(aTHX_ env, "REQUEST_METHOD", 14, &mlen);
+    he_method method = he_route_method(m, mlen);
+    he_status status;
+    he_response resp;
+    int forbidden = 0;
+
+    if (st->cfg.n_allow > 0) {
+        const char *addr = env_str(aTHX_ env, "REMOTE_ADDR", 11, &alen);
+
+        forbidden = !he_config_addr_allowed(&st->cfg, addr, alen);
+    }
+    if (route == HE_ROUTE_STATUS && method != HE_METHOD_OTHER && !forbidden) {
+        he_checks_run(&st->cfg, &st->cache, st->db_cb ? he_db_cb : NULL, st,
+                      &status);
+        he_log_failures(aTHX_ st, &status);
+    }
+    he_response_build(route, method, forbidden, &status, &resp);
+    return he_psgi_triple(aTHX_ &resp);
+}
+
+/* The PSGI app itself: $handler->($env). */
+XS_INTERNAL(he_handler)
+{
+    dXSARGS;
+    he_state *st = (he_state *)CvXSUBANY(cv).any_ptr;
+    const char *path;
+    STRLEN plen = 0;
+    he_route route;
+    HV *env;
+
+    if (items < 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVHV)
+        croak("RT::Extension::HealthEndpoint: the PSGI env must be a "
+              "hash reference");
+    env = (HV *)SvRV(ST(0));
+    path = env_str(aTHX_ env, "PATH_INFO", 9, &plen);
+    route = he_route_match(&st->cfg, path, plen);
+
+    if (route == HE_ROUTE_PASS) {
+        /* Re-use our own argument list, untouched, for the wrapped app. */
+        I32 count;
+
+        PUSHMARK(MARK);
+        PUTBACK;
+        count = call_sv(st->app, GIMME_V);
+        XSRETURN(count);
+    }
+    ST(0) = sv_2mortal(he_answer(aTHX_ st, env, route));
+    XSRETURN(1);
+}
+
+/* ---- building a handler ------------------------------------------------ */
+
+static SV *
+he_optional_code(pTHX_ SV *sv, const char *what)
+{
+    if (sv == NULL || !SvOK(sv))
+        return NULL;
+    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVCV)
+        croak("RT::Extension::HealthEndpoint: %s must be a code reference",
+              what);
+    return newSVsv(sv);
+}
+
+/* Apply the (key, value, ...) option list; undef values mean "unset". */
+static void
+he_apply_pairs(pTHX_ he_state *st, AV *pairs)
+{
+    SSize_t i, n = av_len(pairs) + 1;
+
+    for (i = 0; i + 1 < n; i += 2) {
+        SV **k = av_fetch(pairs, i, 0);
+        SV **v = av_fetch(pairs, i + 1, 0);
+        STRLEN klen, vlen = 0;
+        const char *key, *val = NULL;
+
+        if (k == NULL || !SvOK(*k))
+            continue;
+        key = SvPV(*k, klen);
+        if (v != NULL && SvOK(*v))
+            val = SvPV(*v, vlen);
+        if (strlen(key) != klen || (val != NULL && strlen(val) != vlen)) {
+            char msg[256];
+
+            my_snprintf(msg, sizeof msg, "option '%.100s': value contains a "
+                        "NUL byte; ignored", key);
+            he_log(aTHX_ st, "error", msg);
+            continue;
+        }
+        he_config_set(&st->cfg, key, val, he_warn_cb, st);
+    }
+    he_config_finish(&st->cfg, he_warn_cb, st);
+}
+
+MODULE = RT::Extension::HealthEndpoint  PACKAGE = RT::Extension::HealthEndpoint
+
+PROTOTYPES: DISABLE
+
+BOOT:
+    he_mysql_global_init();
+
+SV *
+_new(class, app, logger, db_cb, pairs)
+    SV *class
+    SV *app
+    SV *logger
+    SV *db_cb
+    AV *pairs
+  PREINIT:
+    he_state *st;
+    CV *handler;
+  CODE:
+    PERL_UNUSED_ARG(class);
+    if (!SvROK(app) || SvTYPE(SvRV(app)) != SVt_PVCV)
+        croak("RT::Extension::HealthEndpoint: the wrapped app must be a "
+              "code reference");
+    Newxz(st, 1, he_state);
+    he_config_init(&st->cfg);
+    st->app = newSVsv(app);
+    st->logger = he_optional_code(aTHX_ logger, "logger");
+    st->db_cb = he_optional_code(aTHX_ db_cb, "db_check");
+    handler = newXS(NULL, he_handler, __FILE__);
+    CvXSUBANY(handler).any_ptr = st;
+    sv_magicext((SV *)handler, NULL, PERL_MAGIC_ext, &he_state_vtbl,
+                (const char *)st, 0);
+    RETVAL = newRV_noinc((SV *)handler);
+    he_apply_pairs(aTHX_ st, pairs);
+  OUTPUT:
+    RETVAL
+
+void
+backends()
+  PREINIT:
+    const char *s, *e;
+  PPCODE:
+    for (s = he_checks_backends(); *s; s = *e ? e + 1 : e) {
+        e = strchr(s, ' ');
+        if (e == NULL)
+            e = s + strlen(s);
+        mXPUSHp(s, (STRLEN)(e - s));
+    }
+
+SV *
+_effective_config(handler)
+    SV *handler
+  PREINIT:
+    he_state *st;
+    HV *h;
+  CODE:
+    st = he_state_of(aTHX_ handler);
+    h = newHV();
+    (void)hv_stores(h, "ping_path", newSVpvn(st->cfg.ping_path, st->cfg.ping_len));
+    (void)hv_stores(h, "status_path",
+                    newSVpvn(st->cfg.status_path, st->cfg.status_len));
+    (void)hv_stores(h, "timeout", newSVnv(st->cfg.timeout));
+    (void)hv_stores(h, "cache_seconds", newSVnv(st->cfg.cache_seconds));
+    (void)hv_stores(h, "db_type",
+                    st->cfg.db.type ? newSVpv(st->cfg.db.type, 0) : newSV(0));
+    (void)hv_stores(h, "redis_enabled", newSViv(st->cfg.redis.enabled));
+    (void)hv_stores(h, "redis_server",
+                    newSVpvf("%s:%d", st->cfg.redis.server.host,
+                             st->cfg.redis.server.port));
+    (void)hv_stores(h, "redis_database", newSViv(st->cfg.redis.database));
+    (void)hv_stores(h, "redis_sentinels", newSVuv(st->cfg.redis.n_sentinels));
+    (void)hv_stores(h, "allow_from", newSVuv(st->cfg.n_allow));
+    RETVAL = newRV_noinc((SV *)h);
+  OUTPUT:
+    RETVAL

@@ -1,0 +1,75 @@
+/*
+ * he_time.c - the monotonic clock and deadline-bounded waits on a socket.
+ *
+ * Every backend drives its library's non-blocking API with these, so a
+ * check never waits past its deadline, whatever the peer does.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+
+#include "he.h"
+
+double
+he_time_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Whole milliseconds until the deadline, rounded up so that a positive
+ * remainder below 1 ms still gives 1 (poll(…, 0) would not wait at all);
+ * 0 once the deadline has passed. */
+int
+he_time_left_ms(double deadline)
+{
+    double left = (deadline - he_time_now()) * 1000.0;
+    int ms;
+
+    if (!(left > 0.0))                  /* also catches NaN */
+        return 0;
+    if (left >= 2147483647.0)
+        return 2147483647;
+    ms = (int)left;                     /* truncates; round up below */
+    return ms < left ? ms + 1 : ms;
+}
+
+/*
+ * Wait until fd is readable (want_write == 0) or writable, or until the
+ * deadline.  POLLERR/POLLHUP count as ready: the caller's next read or
+ * write then reports the error itself.  poll() is restarted after EINTR
+ * with the time that is left.
+ * Returns 1 ready, 0 deadline passed, -1 error (errno set).
+ */
+int
+he_time_wait_fd(int fd, int want_write, double deadline)
+{
+    struct pollfd p;
+    int ms, r;
+
+    if (fd < 0) {                       /* poll would ignore it and sleep */
+        errno = EBADF;
+        return -1;
+    }
+    for (;;) {
+        ms = he_time_left_ms(deadline);
+        if (ms == 0)
+            return 0;
+        p.fd = fd;
+        p.events = want_write ? POLLOUT : POLLIN;
+        p.revents = 0;
+        r = poll(&p, 1, ms);
+        if (r > 0) {
+            if (p.revents & POLLNVAL) {
+                errno = EBADF;
+                return -1;
+            }
+            return 1;
+        }
+        if (r < 0 && errno != EINTR)
+            return -1;
+        /* r == 0 (timed out, maybe early by rounding) or EINTR: re-check */
+    }
+}
