@@ -51,9 +51,15 @@ he_log(pTHX_ he_state *st, const char *level, const char *msg)
     PUSHs(sv_2mortal(newSVpvf("%s%s", LOG_PREFIX, msg)));
     PUTBACK;
     call_sv(st->logger, G_DISCARD | G_EVAL);
-    if (SvTRUE(ERRSV))
-        PerlIO_printf(PerlIO_stderr(), "[%s] %s%s (logger failed: %" SVf ")\n",
-                      level, LOG_PREFIX, msg, SVfARG(ERRSV));
+    if (SvTRUE(ERRSV)) {
+        STRLEN elen;
+        const char *e = SvPV(ERRSV, elen);
+
+        while (elen > 0 && (e[elen - 1] == '\n' || e[elen - 1] == '\r'))
+            elen--;
+        PerlIO_printf(PerlIO_stderr(), "[%s] %s%s (logger failed: %.*s)\n",
+                      level, LOG_PREFIX, msg, (int)elen, e);
+    }
     sv_setsv(ERRSV, saved_err);
     FREETMPS;
     LEAVE;

@@ -1,0 +1,175 @@
+# The HTTP contract, byte for byte, with no server behind it: routing,
+# methods, headers, HEAD, pass-through of env and response.
+use strict;
+use warnings;
+use Test::More;
+use File::Temp qw(tempdir);
+use RT::Extension::HealthEndpoint;
+
+my $OK_NONE = '{"checks":{"database":"skipped","redis":"skipped"},"status":"ok"}';
+my @calls;
+my $inner = sub { push @calls, [@_]; [ 299, [ 'X-Inner' => 1 ], ['inner'] ] };
+my @log;
+my $app = RT::Extension::HealthEndpoint->wrap($inner,
+    logger => sub { push @log, [@_] });
+
+sub req {
+    my ($method, $path, %more) = @_;
+    my %env = (REQUEST_METHOD => $method, PATH_INFO => $path, %more);
+    return $app->(\%env);
+}
+
+sub headers_ok {
+    my ($res, $type, $len, $name) = @_;
+    my @want = ('Content-Type' => $type, 'Content-Length' => $len,
+                'Cache-Control' => 'no-store');
+    is_deeply($res->[1], \@want, "$name: headers");
+}
+
+# ping
+my $r = req(GET => '/healthz/ping');
+is($r->[0], 200, 'ping GET: 200');
+headers_ok($r, 'text/plain', 4, 'ping GET');
+is_deeply($r->[2], ['pong'], 'ping GET: body pong');
+
+$r = req(HEAD => '/healthz/ping');
+is($r->[0], 200, 'ping HEAD: 200');
+headers_ok($r, 'text/plain', 4, 'ping HEAD');
+is_deeply($r->[2], [], 'ping HEAD: empty body');
+
+# status with nothing configured: both skipped, still ok
+$r = req(GET => '/healthz/status');
+is($r->[0], 200, 'status GET: 200');
+headers_ok($r, 'application/json', length $OK_NONE, 'status GET');
+is_deeply($r->[2], [$OK_NONE], 'status GET: exact JSON');
+
+$r = req(HEAD => '/healthz/status');
+is($r->[0], 200, 'status HEAD: 200');
+headers_ok($r, 'application/json', length $OK_NONE, 'status HEAD');
+is_deeply($r->[2], [], 'status HEAD: empty body');
+
+# 405 for every other method, case-sensitive
+for my $path ('/healthz/ping', '/healthz/status') {
+    for my $m (qw(POST PUT DELETE OPTIONS PATCH TRACE CONNECT get head Get),
+               '', 'GET ') {
+        my $res = req($m => $path);
+        is($res->[0], 405, "$path '$m': 405");
+        is_deeply($res->[1], [ 'Content-Type' => 'text/plain',
+            'Content-Length' => 18, 'Cache-Control' => 'no-store',
+            'Allow' => 'GET, HEAD' ], "$path '$m': headers with Allow");
+        is_deeply($res->[2], ['method not allowed'], "$path '$m': body");
+    }
+    my %env = (PATH_INFO => $path);
+    is($app->(\%env)->[0], 405, "$path without REQUEST_METHOD: 405");
+}
+is(scalar @calls, 0, 'the wrapped app was never called for our paths');
+
+# exact path match only; the query string is not part of PATH_INFO
+for my $p ('/healthz/ping/', '/healthz/PING', '/healthz/pin', '//healthz/ping',
+           '/healthz/ping?x=1', '/healthz/status.json', '', '/',
+           "/healthz/ping\0") {
+    @calls = ();
+    my %env = (REQUEST_METHOD => 'GET', PATH_INFO => $p);
+    my $res = $app->(\%env);
+    is($res->[0], 299, "'$p' passes through");
+    is(scalar @calls, 1, "'$p': app called once");
+    is($calls[0][0], \%env, "'$p': the same env hash is handed on");
+}
+$r = req(GET => '/healthz/ping', QUERY_STRING => 'verbose=1');
+is_deeply($r->[2], ['pong'], 'query string ignored');
+
+# pass-through leaves env untouched and returns the response unchanged
+{
+    @calls = ();
+    my $input = 'body';
+    my %env = (REQUEST_METHOD => 'POST', PATH_INFO => '/Ticket/Display.html',
+               'psgi.input' => \$input, QUERY_STRING => 'id=1',
+               HTTP_COOKIE => 'x=y');
+    my %copy = %env;
+    my $res = $app->(\%env);
+    is_deeply(\%env, \%copy, 'env untouched');
+    is_deeply($res, [ 299, [ 'X-Inner' => 1 ], ['inner'] ], 'response unchanged');
+    is(scalar @{ $calls[0] }, 1, 'the app got exactly one argument');
+}
+
+# streaming responses and context come back as they are
+{
+    my $stream = sub { my $responder = shift; $responder->([200, [], ['s']]) };
+    my $sapp = RT::Extension::HealthEndpoint->wrap(sub { $stream });
+    is($sapp->({ PATH_INFO => '/x', REQUEST_METHOD => 'GET' }), $stream,
+       'streaming callback returned as is');
+    my @list = RT::Extension::HealthEndpoint->wrap(sub { (1, 2, 3) })
+        ->({ PATH_INFO => '/x' });
+    is_deeply(\@list, [1, 2, 3], 'list context passes through');
+    my $died = RT::Extension::HealthEndpoint->wrap(sub { die "inner died\n" });
+    eval { $died->({ PATH_INFO => '/x' }) };
+    is($@, "inner died\n", "the app's exception propagates unchanged");
+}
+
+# odd env values: no crash, a clear answer
+for my $case ([ 'missing PATH_INFO', {} ],
+              [ 'undef PATH_INFO', { PATH_INFO => undef } ],
+              [ 'ref PATH_INFO', { PATH_INFO => ['/healthz/ping'] } ],
+              [ 'huge PATH_INFO', { PATH_INFO => '/' x 1_000_000 } ]) {
+    @calls = ();
+    my ($name, $env) = @$case;
+    is($app->({ REQUEST_METHOD => 'GET', %$env })->[0], 299, "$name: passes through");
+}
+is(req([] => '/healthz/ping')->[0], 405, 'ref REQUEST_METHOD: 405');
+is(req(undef, '/healthz/ping')->[0], 405, 'undef REQUEST_METHOD: 405');
+{
+    # a number that stringifies to the path still matches
+    my $num = RT::Extension::HealthEndpoint->wrap($inner, ping_path => '/1');
+    my $p = '/1';
+    is($num->({ REQUEST_METHOD => 'GET', PATH_INFO => $p })->[0], 200, 'plain string');
+}
+for my $bad (undef, 'x', [], \'x', sub { 1 }) {
+    eval { $app->($bad) };
+    like($@, qr/PSGI env must be a hash reference/, 'non-hash env croaks clearly');
+}
+eval { $app->() };
+like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
+
+# custom paths
+{
+    my $c = RT::Extension::HealthEndpoint->wrap($inner,
+        ping_path => '/lb/alive', status_path => '/lb/ready');
+    is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb/alive' })->[2][0],
+       'pong', 'custom ping path');
+    is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb/ready' })->[2][0],
+       $OK_NONE, 'custom status path');
+    is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/ping' })->[0],
+       299, 'default path no longer ours');
+}
+
+# an SQLite file is the simplest real database: ok, then fail once it is gone
+{
+    my $dir = tempdir(CLEANUP => 1);
+    my $file = "$dir/rt.db";
+    system('sqlite3', $file, 'CREATE TABLE t (x INTEGER);') == 0
+        or BAIL_OUT('sqlite3 is needed to create a test database');
+    my @l;
+    my $s = RT::Extension::HealthEndpoint->wrap($inner, cache_seconds => 0,
+        db => { type => 'SQLite', name => $file }, logger => sub { push @l, [@_] });
+    my $res = $s->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/status' });
+    is($res->[0], 200, 'SQLite ok: 200');
+    is($res->[2][0], '{"checks":{"database":"ok","redis":"skipped"},"status":"ok"}',
+       'SQLite ok: body');
+    unlink $file;
+    $res = $s->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/status' });
+    is($res->[0], 503, 'SQLite file gone: 503');
+    is($res->[2][0], '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}',
+       'SQLite file gone: body has fixed tokens only');
+    ok(!-e $file, 'the check did not create the file');
+    is(scalar @l, 1, 'one log line for the failure');
+    is($l[0][0], 'error', 'logged at error level');
+    like($l[0][1], qr/database check failed \(SQLite, [\d.]+ s\): .*\Q$file\E/,
+         'the log names the check, the time and the reason');
+    $res = $s->({ REQUEST_METHOD => 'HEAD', PATH_INFO => '/healthz/status' });
+    is($res->[0], 503, 'HEAD keeps the status');
+    is_deeply($res->[2], [], 'HEAD: empty body');
+    is($res->[1][3], 64, 'HEAD: Content-Length of the GET body');
+}
+is(scalar @log, 0, 'nothing logged for the clean requests');
+
+done_testing;

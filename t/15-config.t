@@ -1,0 +1,188 @@
+# Options: every invalid value is logged naming the option and the value,
+# and the default stays; the allowlist; the per-process result cache.
+use strict;
+use warnings;
+use Test::More;
+use File::Temp qw(tempdir);
+use POSIX ();
+use Time::HiRes qw(sleep);
+use RT::Extension::HealthEndpoint;
+
+my $inner = sub { [ 299, [], ['inner'] ] };
+
+sub build {
+    my @log;
+    my $app = RT::Extension::HealthEndpoint->wrap($inner, @_,
+        logger => sub { push @log, [@_] });
+    return ($app, RT::Extension::HealthEndpoint::_effective_config($app), \@log);
+}
+
+sub get {
+    my ($app, $path, %env) = @_;
+    return $app->({ REQUEST_METHOD => 'GET', PATH_INFO => $path, %env });
+}
+
+my ($app, $cfg, $log) = build();
+is_deeply([ @$cfg{qw(ping_path status_path timeout cache_seconds)} ],
+          [ '/healthz/ping', '/healthz/status', 2, 1 ], 'defaults');
+is(scalar @$log, 0, 'defaults log nothing');
+
+my @invalid = (
+    [ ping_path => 'healthz', 'HealthEndpoint_PingPath', ping_path => '/healthz/ping' ],
+    [ ping_path => '/a b', 'HealthEndpoint_PingPath', ping_path => '/healthz/ping' ],
+    [ ping_path => '/a?b', 'HealthEndpoint_PingPath', ping_path => '/healthz/ping' ],
+    [ ping_path => '', 'HealthEndpoint_PingPath', ping_path => '/healthz/ping' ],
+    [ status_path => "/x\n", 'HealthEndpoint_StatusPath', status_path => '/healthz/status' ],
+    [ timeout => 'abc', 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => 0, 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => -1, 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => 'nan', 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => 'inf', 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => '0x10', 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => '2s', 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ timeout => 100000, 'HealthEndpoint_Timeout', timeout => 2 ],
+    [ cache_seconds => -0.5, 'HealthEndpoint_CacheSeconds', cache_seconds => 1 ],
+    [ cache_seconds => 'soon', 'HealthEndpoint_CacheSeconds', cache_seconds => 1 ],
+    [ check_redis => 'yes', 'HealthEndpoint_CheckRedis', redis_enabled => 0 ],
+    [ check_redis => 2, 'HealthEndpoint_CheckRedis', redis_enabled => 0 ],
+);
+for my $case (@invalid) {
+    my ($key, $value, $option, $field, $default) = @$case;
+    my ($a, $c, $l) = build($key => $value);
+    (my $shown = $value) =~ s/[^\x20-\x7e]/?/g;
+    is($c->{$field}, $default, "$key '$value': default kept");
+    is(scalar @$l, 1, "$key '$value': one message");
+    is($l->[0][0], 'error', "$key '$value': at error level");
+    like($l->[0][1], qr/^RT::Extension::HealthEndpoint: \Q$option\E: invalid value '\Q$shown\E'/,
+         "$key '$value': message names option and value");
+    is(get($a, '/healthz/ping')->[0], 200, "$key '$value': still answers");
+}
+
+# fractions are allowed
+($app, $cfg, $log) = build(timeout => '0.25', cache_seconds => '0.5');
+is($cfg->{timeout}, 0.25, 'fractional timeout');
+is($cfg->{cache_seconds}, 0.5, 'fractional cache');
+($app, $cfg, $log) = build(cache_seconds => 0);
+is($cfg->{cache_seconds}, 0, 'cache 0 turns it off');
+is(scalar @$log, 0, 'valid values log nothing');
+
+# both paths equal: both back to the defaults
+($app, $cfg, $log) = build(ping_path => '/same', status_path => '/same');
+is_deeply([ @$cfg{qw(ping_path status_path)} ], [ '/healthz/ping', '/healthz/status' ],
+          'equal paths: defaults');
+like($log->[0][1], qr/PingPath and HealthEndpoint_StatusPath are both '\/same'/,
+     'equal paths: logged');
+
+# unknown database type: fail, logged at startup and when checked
+($app, $cfg, $log) = build(db => { type => 'Informix' }, cache_seconds => 0);
+like($log->[0][1], qr/DatabaseType: invalid value 'Informix'/, 'unknown type logged');
+my $r = get($app, '/healthz/status');
+is($r->[0], 503, 'unknown type: 503');
+is($r->[2][0], '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}',
+   'unknown type: database fail');
+
+# a relative SQLite name cannot be checked (RT's glue makes it absolute)
+($app, $cfg, $log) = build(db => { type => 'SQLite', name => 'rt.db' });
+like($log->[0][1], qr/not an absolute path/, 'relative SQLite name logged');
+
+# values that cannot be C strings are refused, not truncated
+($app, $cfg, $log) = build(ping_path => "/a\0b");
+is($cfg->{ping_path}, '/healthz/ping', 'NUL byte in a value: default kept');
+like($log->[0][1], qr/NUL byte/, 'NUL byte logged');
+
+# redis settings
+($app, $cfg, $log) = build(redis => { server => '[::1]:6390', database => 3,
+                                      sentinels => ['10.0.0.1', '10.0.0.2:26380'],
+                                      service => 'mymaster' });
+is($cfg->{redis_enabled}, 1, 'a redis hash turns the check on');
+is($cfg->{redis_server}, '::1:6390', 'IPv6 server parsed');
+is($cfg->{redis_database}, 3, 'database');
+is($cfg->{redis_sentinels}, 2, 'sentinels');
+is(scalar @$log, 0, 'valid redis settings log nothing');
+($app, $cfg, $log) = build(redis => { server => 'host:99999' }, check_redis => 0);
+is($cfg->{redis_enabled}, 0, 'check_redis 0 wins');
+like($log->[0][1], qr/WebSessionProperties: invalid value 'host:99999'/, 'bad server logged');
+is($cfg->{redis_server}, '127.0.0.1:6379', 'bad server: default kept');
+($app, $cfg, $log) = build(redis => { database => 'two' });
+like($log->[0][1], qr/invalid value 'two'/, 'bad redis database logged');
+
+# wrong option types from Perl
+($app, $cfg, $log) = build(db => 'Pg');
+like($log->[0][1], qr/db: expected a hash reference/, 'db must be a hash');
+eval { RT::Extension::HealthEndpoint->wrap($inner, bogus => 1) };
+like($@, qr/unknown option 'bogus'/, 'unknown wrap option croaks');
+eval { RT::Extension::HealthEndpoint->wrap('not code') };
+like($@, qr/code reference/, 'app must be code');
+eval { RT::Extension::HealthEndpoint->wrap($inner, logger => 'x') };
+like($@, qr/logger must be a code reference/, 'logger must be code');
+
+# a logger that dies does not break the request, and $@ is kept
+{
+    my $a = RT::Extension::HealthEndpoint->wrap($inner, cache_seconds => 0,
+        db => { type => 'Informix' }, logger => sub { die "logger broke\n" });
+    $@ = 'before';
+    my $res = get($a, '/healthz/status');
+    is($res->[0], 503, 'a dying logger does not break the answer');
+    is($@, 'before', '$@ preserved');
+}
+
+# allowlist: 403 and nothing checked for others
+{
+    my $dir = tempdir(CLEANUP => 1);
+    ($app, $cfg, $log) = build(allow_from => ['127.0.0.0/8', '2001:db8::/32'],
+        cache_seconds => 0, db => { type => 'SQLite', name => "$dir/none.db" });
+    is($cfg->{allow_from}, 2, 'two CIDRs');
+    for my $case ([ '127.0.0.1', 503 ], [ '127.9.9.9', 503 ],
+                  [ '::ffff:127.0.0.1', 503 ], [ '2001:db8::1', 503 ],
+                  [ '10.0.0.1', 403 ], [ '2001:db9::1', 403 ], [ '', 403 ],
+                  [ 'junk', 403 ], [ undef, 403 ]) {
+        my ($addr, $want) = @$case;
+        my $before = @$log;
+        my $res = get($app, '/healthz/status', REMOTE_ADDR => $addr);
+        is($res->[0], $want, 'status from ' . ($addr // 'undef') . ": $want");
+        if ($want == 403) {
+            is_deeply($res->[2], ['forbidden'], 'fixed 403 body');
+            is(scalar @$log, $before, 'nothing checked, nothing logged');
+        }
+    }
+    is(get($app, '/healthz/ping', REMOTE_ADDR => '10.1.1.1')->[0], 403, 'ping 403 too');
+    is(get($app, '/other', REMOTE_ADDR => '10.1.1.1')->[0], 299,
+       'other paths are not filtered');
+    ($app, $cfg, $log) = build(allow_from => ['10.0.0.0/33', 'x']);
+    is(scalar @$log, 2, 'bad CIDRs logged');
+    is($cfg->{allow_from}, 0, 'and ignored');
+}
+
+# the cache: one check per CacheSeconds per process, never across a fork
+{
+    my $dir = tempdir(CLEANUP => 1);
+    my $file = "$dir/rt.db";
+    system('sqlite3', $file, 'CREATE TABLE t (x INTEGER);') == 0 or die;
+    ($app, $cfg, $log) = build(cache_seconds => 0.5,
+        db => { type => 'SQLite', name => $file });
+    is(get($app, '/healthz/status')->[0], 200, 'cache: first check ok');
+    rename $file, "$file.away" or die;
+    is(get($app, '/healthz/status')->[0], 200, 'cache: result reused');
+    is(scalar @$log, 0, 'cache: nothing ran');
+
+    pipe(my $rd, my $wr) or die;
+    my $pid = fork;
+    if (!$pid) {
+        close $rd;
+        print {$wr} get($app, '/healthz/status')->[0];
+        close $wr;
+        POSIX::_exit(0);
+    }
+    close $wr;
+    my $child = <$rd>;
+    waitpid $pid, 0;
+    is($child, 503, 'a forked child does not reuse the parent\'s result');
+
+    sleep 0.6;
+    is(get($app, '/healthz/status')->[0], 503, 'cache expired: checked again');
+    is(scalar @$log, 1, 'the failure is logged once');
+    is(get($app, '/healthz/status')->[0], 503, 'failure cached too');
+    is(scalar @$log, 1, 'and not logged again from the cache');
+}
+
+done_testing;
