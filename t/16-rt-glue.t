@@ -1,0 +1,90 @@
+# How PSGIWrap maps RT's config onto the core.  RT itself is exercised in
+# t/8x-rt-*.t; here a minimal RT::Config stand-in returns values the way
+# RT->Config->Get does (a hash option is a hashref in scalar context).
+use strict;
+use warnings;
+use Test::More;
+
+my (%config, @logged);
+{
+    package RT;
+    our $VarPath = '/var/lib/rt-test';
+    sub Config { 'RT::Config' }
+    sub Logger { 'RT::TestLogger' }
+    package RT::Config;
+    sub Get {
+        my ($self, $name) = @_;
+        my $v = $config{$name};
+        return wantarray ? (ref $v eq 'HASH' ? %$v : ($v)) : $v;
+    }
+    package RT::TestLogger;
+    sub log { my ($self, %m) = @_; push @logged, [ $m{level}, $m{message} ] }
+}
+use RT::Extension::HealthEndpoint;
+
+my $inner = sub { [ 299, [], ['inner'] ] };
+
+sub options {
+    %config = @_;
+    @logged = ();
+    return { RT::Extension::HealthEndpoint->_options_from_rt };
+}
+
+my $o = options(DatabaseType => 'Pg', DatabaseHost => 'db.example',
+    DatabasePort => 5433, DatabaseName => 'rt5', DatabaseUser => 'rt_user',
+    DatabasePassword => 'pw', DatabaseExtraDSN => { sslmode => 'require' },
+    HealthEndpoint_Timeout => 1.5, HealthEndpoint_PingPath => '/lb');
+is_deeply($o->{db}, { type => 'Pg', host => 'db.example', port => 5433,
+    name => 'rt5', user => 'rt_user', password => 'pw',
+    extra => { sslmode => 'require' } }, 'database settings mapped');
+is($o->{timeout}, 1.5, 'timeout');
+is($o->{ping_path}, '/lb', 'ping path');
+ok(!exists $o->{status_path}, 'unset options are left to the defaults');
+is($o->{check_redis}, 0, 'no Redis session class: redis off');
+
+$o = options(DatabaseType => 'SQLite', DatabaseName => 'rt4.db');
+is($o->{db}{name}, '/var/lib/rt-test/rt4.db', 'relative SQLite name under VarPath');
+$o = options(DatabaseType => 'SQLite', DatabaseName => '/srv/rt.db');
+is($o->{db}{name}, '/srv/rt.db', 'absolute SQLite name kept');
+
+for my $class ('Apache::Session::Redis', 'Apache::Session::Browseable::Redis') {
+    $o = options(WebSessionClass => $class,
+        WebSessionProperties => { server => '10.0.0.5:6380', password => 'x' });
+    is($o->{check_redis}, 1, "$class: redis auto-detected");
+    is_deeply($o->{redis}, { server => '10.0.0.5:6380', password => 'x' },
+              "$class: WebSessionProperties used");
+}
+$o = options(WebSessionClass => 'Apache::Session::Redis', HealthEndpoint_CheckRedis => 0);
+is($o->{check_redis}, 0, 'CheckRedis 0 wins over auto-detection');
+$o = options(HealthEndpoint_CheckRedis => 1);
+is($o->{check_redis}, 1, 'CheckRedis 1 without a Redis session class');
+is_deeply($o->{redis}, {}, 'then the Redis.pm defaults apply');
+$o = options(WebSessionClass => 'Apache::Session::Redis', HealthEndpoint_CheckRedis => 'on');
+is($o->{check_redis}, 1, 'invalid CheckRedis: auto-detection');
+like($logged[0][1], qr/HealthEndpoint_CheckRedis: invalid value 'on'/, 'and logged');
+
+$o = options(DatabaseType => 'Oracle');
+is(ref $o->{db_check}, 'CODE', 'Oracle: checked through DBI');
+
+# PSGIWrap end to end with this config: answers, logs through RT->Logger
+%config = (DatabaseType => 'SQLite', DatabaseName => '/nonexistent/rt.db',
+           HealthEndpoint_CacheSeconds => 0, HealthEndpoint_Timeout => 'x');
+@logged = ();
+my $app = RT::Extension::HealthEndpoint->PSGIWrap($inner);
+like($logged[0][1], qr/HealthEndpoint_Timeout: invalid value 'x'/, 'config error in RT log');
+is($app->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/ping' })->[2][0], 'pong', 'ping');
+my $r = $app->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/status' });
+is($r->[0], 503, 'status 503 without the database');
+is($logged[-1][0], 'error', 'failure at error level');
+like($logged[-1][1], qr/database check failed \(SQLite/, 'failure in RT log');
+
+# PSGIWrap never dies: a broken wrapper leaves RT running without it
+{
+    no warnings 'redefine';
+    local *RT::Extension::HealthEndpoint::wrap = sub { die "broken\n" };
+    @logged = ();
+    my $same = RT::Extension::HealthEndpoint->PSGIWrap($inner);
+    is($same, $inner, 'the app is returned unwrapped');
+    like($logged[0][1], qr/disabled, the wrapped app is used as is: broken/, 'and why is logged');
+}
+done_testing;
