@@ -101,10 +101,16 @@ is($cfg->{redis_sentinels}, 2, 'sentinels');
 is(scalar @$log, 0, 'valid redis settings log nothing');
 ($app, $cfg, $log) = build(redis => { server => 'host:99999' }, check_redis => 0);
 is($cfg->{redis_enabled}, 0, 'check_redis 0 wins');
-like($log->[0][1], qr/WebSessionProperties: invalid value 'host:99999'/, 'bad server logged');
-is($cfg->{redis_server}, '127.0.0.1:6379', 'bad server: default kept');
+($app, $cfg, $log) = build(redis => { server => 'host:99999' }, cache_seconds => 0);
+like($log->[0][1], qr/WebSessionProperties\{server\}: invalid value 'host:99999'.*will report fail/,
+     'bad server logged, naming the sub-option');
+$r = get($app, '/healthz/status');
+is($r->[2][0], '{"checks":{"database":"skipped","redis":"fail"},"status":"fail"}',
+   'bad server: fail, not some other Redis on the default port');
+like($log->[-1][1], qr/redis check failed .*setting is invalid/, 'and why');
 ($app, $cfg, $log) = build(redis => { database => 'two' });
-like($log->[0][1], qr/invalid value 'two'/, 'bad redis database logged');
+like($log->[0][1], qr/WebSessionProperties\{database\}: invalid value 'two'/,
+     'bad redis database logged');
 
 # wrong option types from Perl
 ($app, $cfg, $log) = build(db => 'Pg');

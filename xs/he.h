@@ -72,6 +72,7 @@ typedef struct {
 
 typedef struct {
     int enabled;                        /* 0: reported as skipped */
+    int invalid;                        /* bad server setting: fail */
     he_hostport server;                 /* default 127.0.0.1:6379 */
     char *sock;                         /* unix socket path; wins over server */
     char *username;                     /* ACL user; NULL: AUTH <password> */

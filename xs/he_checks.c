@@ -407,6 +407,10 @@ he_checks_run(const he_config *c, he_status_cache *cache,
         snprintf(out->redis_err, sizeof out->redis_err,
                  "no Redis backend in this build (built: %s)",
                  he_checks_backends());
+    } else if (c->redis.enabled && c->redis.invalid) {
+        out->redis = HE_FAIL;
+        snprintf(out->redis_err, sizeof out->redis_err,
+                 "the Redis server setting is invalid (see the startup log)");
     } else if (c->redis.enabled) {
         if ((redis_job = new_job(deadline)) != NULL) {
             redis_job->is_redis = 1;

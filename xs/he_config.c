@@ -45,8 +45,9 @@ static const struct {
     { NULL, NULL }
 };
 
+/* The RT name of an option, e.g. "WebSessionProperties{server}". */
 static const char *
-option_name(const char *key)
+option_name(const char *key, char *buf, size_t len)
 {
     size_t i;
 
@@ -54,10 +55,14 @@ option_name(const char *key)
         if (strcmp(option_names[i].key, key) == 0)
             return option_names[i].rt_name;
     if (strncmp(key, "db.extra.", 9) == 0)
-        return "DatabaseExtraDSN";
-    if (strncmp(key, "redis.", 6) == 0)
-        return "WebSessionProperties";
-    return key;
+        snprintf(buf, len, "DatabaseExtraDSN{%.64s}", key + 9);
+    else if (strcmp(key, "redis.sentinel") == 0)
+        snprintf(buf, len, "WebSessionProperties{sentinels}");
+    else if (strncmp(key, "redis.", 6) == 0)
+        snprintf(buf, len, "WebSessionProperties{%.64s}", key + 6);
+    else
+        snprintf(buf, len, "%.64s", key);
+    return buf;
 }
 
 /*
@@ -68,7 +73,7 @@ static void
 reject(he_warn_fn warn, void *ctx, const char *key, const char *value,
        const char *why, const char *keeping)
 {
-    char shown[81], msg[HE_ERRLEN];
+    char shown[81], name[96], msg[HE_ERRLEN];
     size_t i;
 
     if (warn == NULL)
@@ -77,7 +82,7 @@ reject(he_warn_fn warn, void *ctx, const char *key, const char *value,
         shown[i] = (value[i] >= 0x20 && value[i] < 0x7f) ? value[i] : '?';
     shown[i] = '\0';
     snprintf(msg, sizeof msg, "%s: invalid value '%s%s' (%s); %s",
-             option_name(key), shown, (value && value[i]) ? "..." : "",
+             option_name(key, name, sizeof name), shown, (value && value[i]) ? "..." : "",
              why, keeping);
     warn(ctx, msg);
 }
@@ -505,7 +510,8 @@ set_hostport(he_hostport *slot, int default_port, const char *key,
     if (he_config_parse_hostport(value, default_port, &hp) != 0) {
         reject(warn, ctx, key, value,
                "expected host:port, [IPv6]:port or a host name",
-               "ignoring it");
+               strcmp(key, "redis.server") == 0
+                   ? "the Redis check will report fail" : "ignoring it");
         return -1;
     }
     free(slot->host);
@@ -525,8 +531,10 @@ set_redis(he_redis_config *r, const char *key, const char *value,
         }
         r->enabled = value[0] == '1';
     } else if (strcmp(key, "server") == 0) {
-        return set_hostport(&r->server, REDIS_PORT, "redis.server", value,
-                            warn, ctx);
+        /* never fall back to the default: that could be another Redis */
+        r->invalid = set_hostport(&r->server, REDIS_PORT, "redis.server",
+                                  value, warn, ctx) != 0;
+        return r->invalid ? -1 : 0;
     } else if (strcmp(key, "sock") == 0) {
         set_string(&r->sock, value);
     } else if (strcmp(key, "username") == 0) {
