@@ -75,10 +75,8 @@ for my $type (qw(mysql MariaDB)) {
                       'TLS with verification required but not offered: fail');
         logged_error($r, qr/database check failed.*SSL/s, 'logged');
 
-        # he_mysql.c promises never to fall back to clear text when
-        # mysql_ssl=1; MYSQL_OPT_SSL_ENFORCE alone does not do that with
-        # MariaDB Connector/C 3.3 (it only refuses when verifying).
-        local $TODO = 'mysql_ssl=1 without verification connects in clear text';
+        # mysql_ssl=1 never falls back to clear text (MYSQL_OPT_SSL_ENFORCE
+        # alone would with MariaDB Connector/C 3.3)
         $r = status_of(db => {%db, extra => { mysql_ssl => 1 }});
         expect_status($r, database => 'fail', redis => 'skipped',
                       'TLS required but not offered: fail, no clear-text fallback');
@@ -100,7 +98,6 @@ subtest 'MariaDB spelling of the socket attribute (DBD::MariaDB)' => sub {
     # mariadb_socket.
     my %db = $my->db_config(type => 'MariaDB', host => undef, port => undef);
     my $r = status_of(db => {%db, extra => { mariadb_socket => $my->socket }});
-    local $TODO = 'mariadb_socket is not read by the C core yet';
     expect_status($r, database => 'ok', redis => 'skipped', 'ok');
 };
 

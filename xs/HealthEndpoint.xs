@@ -303,9 +303,6 @@ MODULE = RT::Extension::HealthEndpoint  PACKAGE = RT::Extension::HealthEndpoint
 
 PROTOTYPES: DISABLE
 
-BOOT:
-    he_mysql_global_init();
-
 SV *
 _new(class, app, logger, db_cb, pairs)
     SV *class
@@ -332,6 +329,10 @@ _new(class, app, logger, db_cb, pairs)
                 (const char *)st, 0);
     RETVAL = newRV_noinc((SV *)handler);
     he_apply_pairs(aTHX_ st, pairs);
+    /* Library-wide setup, here on the Perl thread before any check thread
+     * exists; only for MySQL, as it also sets SIGPIPE to ignored. */
+    if (st->cfg.db.kind == HE_DB_MYSQL)
+        he_mysql_global_init();
   OUTPUT:
     RETVAL
 

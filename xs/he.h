@@ -146,7 +146,9 @@ he_result he_redis_check(const he_redis_config *c, double deadline,
                          char *err, size_t errlen);
 
 /* Process-wide library setup, once, before any thread runs a check
- * (mysql_library_init is not thread-safe).  Opens nothing. */
+ * (mysql_library_init is not thread-safe).  Opens nothing.  Called when a
+ * wrapper for a MySQL database is built: the library also ignores SIGPIPE
+ * process-wide, which RT on DBD::mysql gets anyway. */
 void he_mysql_global_init(void);
 
 /* ---- checks: dispatch, concurrency, cache (he_checks.c) -------------- */
