@@ -75,6 +75,27 @@ subtest 'server stopped, then restarted' => sub {
                   database => 'ok', redis => 'skipped', 'socket is back too');
 };
 
+subtest 'server at max_connections' => sub {
+    plan skip_all => 'DBD::Pg needed to fill the connection slots'
+        unless eval { require DBI; require DBD::Pg; 1 };
+    my @held;
+    my $dsn = "dbi:Pg:host=127.0.0.1;port=$db{port};dbname=$db{name}";
+    while (@held < 100) {       # max_connections=40 on the test server
+        my $dbh = DBI->connect($dsn, $db{user}, $db{password},
+                               { PrintError => 0, RaiseError => 0 }) or last;
+        push @held, $dbh;
+    }
+    ok(@held > 0 && @held < 100, scalar(@held) . ' connections fill the server');
+    my $r = status_of(db => {%db});
+    expect_status($r, database => 'fail', redis => 'skipped', 'full server: fail');
+    logged_error($r, qr/database check failed.*too many clients|remaining connection slots/s,
+                 'the server\'s reason is logged');
+    $_->disconnect for @held;
+    @held = ();
+    $r = status_of(db => {%db});
+    expect_status($r, database => 'ok', redis => 'skipped', 'slots free again: ok');
+};
+
 subtest 'DatabaseExtraDSN' => sub {
     my $r = status_of(db => {%db, extra => { sslmode => 'disable' }});
     expect_status($r, database => 'ok', redis => 'skipped', 'sslmode=disable: ok');
