@@ -107,6 +107,12 @@ typedef void (*he_warn_fn)(void *ctx, const char *msg);
 void he_config_init(he_config *c);      /* defaults; never fails */
 void he_config_free(he_config *c);
 
+/* Deep copies of one part, and their release (for the check threads). */
+void he_config_copy_db(he_db_config *to, const he_db_config *from);
+void he_config_free_db(he_db_config *d);
+void he_config_copy_redis(he_redis_config *to, const he_redis_config *from);
+void he_config_free_redis(he_redis_config *r);
+
 /* Apply one option.  An invalid value is reported through warn (naming the
  * option and the value) and the default is kept.  Keys:
  *   ping_path status_path timeout cache_seconds

@@ -75,94 +75,6 @@ he_checks_have_redis(void)
 #endif
 }
 
-/* ---- private copies of the settings a thread needs ------------------- */
-
-static char *
-copy_str(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-static void
-free_db(he_db_config *d)
-{
-    size_t i;
-
-    free(d->type);
-    free(d->host);
-    free(d->port);
-    free(d->name);
-    free(d->user);
-    free(d->password);
-    for (i = 0; i < d->n_extra; i++) {
-        free(d->extra[i].key);
-        free(d->extra[i].value);
-    }
-    free(d->extra);
-}
-
-static void
-copy_db(he_db_config *to, const he_db_config *from)
-{
-    size_t i;
-
-    memset(to, 0, sizeof *to);
-    to->kind = from->kind;
-    to->type = copy_str(from->type);
-    to->host = copy_str(from->host);
-    to->port = copy_str(from->port);
-    to->name = copy_str(from->name);
-    to->user = copy_str(from->user);
-    to->password = copy_str(from->password);
-    if (from->n_extra
-        && (to->extra = calloc(from->n_extra, sizeof *to->extra)) != NULL) {
-        to->n_extra = from->n_extra;
-        for (i = 0; i < from->n_extra; i++) {
-            to->extra[i].key = copy_str(from->extra[i].key);
-            to->extra[i].value = copy_str(from->extra[i].value);
-        }
-    }
-}
-
-static void
-free_redis(he_redis_config *r)
-{
-    size_t i;
-
-    free(r->server.host);
-    free(r->sock);
-    free(r->username);
-    free(r->password);
-    for (i = 0; i < r->n_sentinels; i++)
-        free(r->sentinels[i].host);
-    free(r->sentinels);
-    free(r->service);
-}
-
-static void
-copy_redis(he_redis_config *to, const he_redis_config *from)
-{
-    size_t i;
-
-    *to = *from;
-    to->server.host = copy_str(from->server.host);
-    to->sock = copy_str(from->sock);
-    to->username = copy_str(from->username);
-    to->password = copy_str(from->password);
-    to->service = copy_str(from->service);
-    to->sentinels = NULL;
-    to->n_sentinels = 0;
-    if (from->n_sentinels
-        && (to->sentinels = calloc(from->n_sentinels,
-                                   sizeof *to->sentinels)) != NULL) {
-        to->n_sentinels = from->n_sentinels;
-        for (i = 0; i < from->n_sentinels; i++) {
-            to->sentinels[i].host = copy_str(from->sentinels[i].host);
-            to->sentinels[i].port = from->sentinels[i].port;
-        }
-    }
-}
-
 /* ---- one check on its own thread -------------------------------------- */
 
 typedef struct {
@@ -190,9 +102,9 @@ job_release(job *j)
     if (!last)
         return;
     if (j->is_redis)
-        free_redis(&j->redis);
+        he_config_free_redis(&j->redis);
     else
-        free_db(&j->db);
+        he_config_free_db(&j->db);
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j);
@@ -414,7 +326,7 @@ he_checks_run(const he_config *c, he_status_cache *cache,
     } else if (c->redis.enabled) {
         if ((redis_job = new_job(deadline)) != NULL) {
             redis_job->is_redis = 1;
-            copy_redis(&redis_job->redis, &c->redis);
+            he_config_copy_redis(&redis_job->redis, &c->redis);
             job_start(redis_job);
         } else {
             out->redis = HE_FAIL;
@@ -424,7 +336,7 @@ he_checks_run(const he_config *c, he_status_cache *cache,
 
     if (!db_inline(c, cb, cb_ctx, deadline, out)) {
         if ((db_job = new_job(deadline)) != NULL) {
-            copy_db(&db_job->db, &c->db);
+            he_config_copy_db(&db_job->db, &c->db);
             job_start(db_job);
             job_finish(db_job, &out->db, out->db_err, sizeof out->db_err,
                        &out->db_elapsed, start);

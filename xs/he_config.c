@@ -359,33 +359,113 @@ he_config_init(he_config *c)
 }
 
 void
-he_config_free(he_config *c)
+he_config_free_db(he_db_config *d)
 {
     size_t i;
 
+    free(d->type);
+    free(d->host);
+    free(d->port);
+    free(d->name);
+    free(d->user);
+    free(d->password);
+    for (i = 0; i < d->n_extra; i++) {
+        free(d->extra[i].key);
+        free(d->extra[i].value);
+    }
+    free(d->extra);
+    memset(d, 0, sizeof *d);
+}
+
+void
+he_config_free_redis(he_redis_config *r)
+{
+    size_t i;
+
+    free(r->server.host);
+    free(r->sock);
+    free(r->username);
+    free(r->password);
+    for (i = 0; i < r->n_sentinels; i++)
+        free(r->sentinels[i].host);
+    free(r->sentinels);
+    free(r->service);
+    memset(r, 0, sizeof *r);
+}
+
+void
+he_config_free(he_config *c)
+{
     free(c->ping_path);
     free(c->status_path);
-    free(c->db.type);
-    free(c->db.host);
-    free(c->db.port);
-    free(c->db.name);
-    free(c->db.user);
-    free(c->db.password);
-    for (i = 0; i < c->db.n_extra; i++) {
-        free(c->db.extra[i].key);
-        free(c->db.extra[i].value);
-    }
-    free(c->db.extra);
-    free(c->redis.server.host);
-    free(c->redis.sock);
-    free(c->redis.username);
-    free(c->redis.password);
-    for (i = 0; i < c->redis.n_sentinels; i++)
-        free(c->redis.sentinels[i].host);
-    free(c->redis.sentinels);
-    free(c->redis.service);
+    he_config_free_db(&c->db);
+    he_config_free_redis(&c->redis);
     free(c->allow);
     memset(c, 0, sizeof *c);
+}
+
+/* Like dup_or_null, but "" stays "" (an empty libpq value is a value). */
+static char *
+copy_str(const char *s)
+{
+    char *d;
+    size_t n;
+
+    if (s == NULL)
+        return NULL;
+    n = strlen(s) + 1;
+    if ((d = malloc(n)) != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+/* Deep copies, for a check thread that may outlive the caller's config.
+ * On allocation failure a string is left NULL: the check then fails. */
+void
+he_config_copy_db(he_db_config *to, const he_db_config *from)
+{
+    size_t i;
+
+    memset(to, 0, sizeof *to);
+    to->kind = from->kind;
+    to->type = copy_str(from->type);
+    to->host = copy_str(from->host);
+    to->port = copy_str(from->port);
+    to->name = copy_str(from->name);
+    to->user = copy_str(from->user);
+    to->password = copy_str(from->password);
+    if (from->n_extra
+        && (to->extra = calloc(from->n_extra, sizeof *to->extra)) != NULL) {
+        to->n_extra = from->n_extra;
+        for (i = 0; i < from->n_extra; i++) {
+            to->extra[i].key = copy_str(from->extra[i].key);
+            to->extra[i].value = copy_str(from->extra[i].value);
+        }
+    }
+}
+
+void
+he_config_copy_redis(he_redis_config *to, const he_redis_config *from)
+{
+    size_t i;
+
+    *to = *from;
+    to->server.host = copy_str(from->server.host);
+    to->sock = copy_str(from->sock);
+    to->username = copy_str(from->username);
+    to->password = copy_str(from->password);
+    to->service = copy_str(from->service);
+    to->sentinels = NULL;
+    to->n_sentinels = 0;
+    if (from->n_sentinels
+        && (to->sentinels = calloc(from->n_sentinels,
+                                   sizeof *to->sentinels)) != NULL) {
+        to->n_sentinels = from->n_sentinels;
+        for (i = 0; i < from->n_sentinels; i++) {
+            to->sentinels[i].host = copy_str(from->sentinels[i].host);
+            to->sentinels[i].port = from->sentinels[i].port;
+        }
+    }
 }
 
 /* ---- setting one option ---------------------------------------------- */
