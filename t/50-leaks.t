@@ -70,6 +70,14 @@ no_leaks_ok(sub {
 
 no_leaks_ok(sub {
     for (1 .. 20) {
+        eval { RT::Extension::HealthEndpoint->wrap($inner, logger => 'x') };
+        eval { RT::Extension::HealthEndpoint->wrap($inner, db_check => []) };
+        eval { RT::Extension::HealthEndpoint->_new('x', $inner, undef, undef) };
+    }
+}, 'wrap croaking on a caller mistake');
+
+no_leaks_ok(sub {
+    for (1 .. 20) {
         eval { $apps{sqlite}->([]) };
         eval { $apps{sqlite}->(undef) };
         $apps{sqlite}->({ PATH_INFO => [], REQUEST_METHOD => {} });

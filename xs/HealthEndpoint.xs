@@ -145,19 +145,55 @@ he_state_free(pTHX_ SV *sv, MAGIC *mg)
     return 0;
 }
 
-static MGVTBL he_state_vtbl = { 0, 0, 0, 0, he_state_free, 0, 0, 0 };
+#ifdef USE_ITHREADS
+/*
+ * A new Perl thread clones every CV, this one included: give the clone its
+ * own state (config copy, fresh cache, its interpreter's copies of the
+ * code refs), or both interpreters would free the same one.
+ */
+static int
+he_state_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
+{
+    he_state *from = (he_state *)mg->mg_ptr;
+    he_state *st;
+
+    if (from == NULL)
+        return 0;
+    Newxz(st, 1, he_state);
+    he_config_copy(&st->cfg, &from->cfg);
+    st->app = sv_dup_inc(from->app, param);
+    st->logger = from->logger ? sv_dup_inc(from->logger, param) : NULL;
+    st->db_cb = from->db_cb ? sv_dup_inc(from->db_cb, param) : NULL;
+    mg->mg_ptr = (char *)st;
+    return 0;
+}
+#define HE_STATE_DUP he_state_dup
+#else
+#define HE_STATE_DUP 0
+#endif
+
+static MGVTBL he_state_vtbl = { 0, 0, 0, 0, he_state_free, 0, HE_STATE_DUP, 0 };
+
+/* The state of a handler CV, or NULL.  Found through the magic (not
+ * CvXSUBANY, which a thread clone copies as it is). */
+static he_state *
+he_state_of_cv(pTHX_ CV *cv)
+{
+    MAGIC *mg = mg_findext((SV *)cv, PERL_MAGIC_ext, &he_state_vtbl);
+
+    return mg ? (he_state *)mg->mg_ptr : NULL;
+}
 
 static he_state *
 he_state_of(pTHX_ SV *handler)
 {
-    MAGIC *mg;
+    he_state *st = NULL;
 
-    if (!SvROK(handler) || SvTYPE(SvRV(handler)) != SVt_PVCV)
+    if (SvROK(handler) && SvTYPE(SvRV(handler)) == SVt_PVCV)
+        st = he_state_of_cv(aTHX_ (CV *)SvRV(handler));
+    if (st == NULL)
         croak("RT::Extension::HealthEndpoint: not a handler");
-    mg = mg_findext(SvRV(handler), PERL_MAGIC_ext, &he_state_vtbl);
-    if (mg == NULL || mg->mg_ptr == NULL)
-        croak("RT::Extension::HealthEndpoint: not a handler");
-    return (he_state *)mg->mg_ptr;
+    return st;
 }
 
 /* ---- the request path -------------------------------------------------- */
@@ -230,12 +266,14 @@ he_answer(pTHX_ he_state *st, HV *env, he_route route)
 XS_INTERNAL(he_handler)
 {
     dXSARGS;
-    he_state *st = (he_state *)CvXSUBANY(cv).any_ptr;
+    he_state *st = he_state_of_cv(aTHX_ cv);
     const char *path;
     STRLEN plen = 0;
     he_route route;
     HV *env;
 
+    if (st == NULL)
+        croak("RT::Extension::HealthEndpoint: handler without state");
     if (items < 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVHV)
         croak("RT::Extension::HealthEndpoint: the PSGI env must be a "
               "hash reference");
@@ -258,15 +296,27 @@ XS_INTERNAL(he_handler)
 
 /* ---- building a handler ------------------------------------------------ */
 
-static SV *
-he_optional_code(pTHX_ SV *sv, const char *what)
+static int
+he_is_code(SV *sv)
 {
-    if (sv == NULL || !SvOK(sv))
-        return NULL;
-    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVCV)
+    return SvROK(sv) && SvTYPE(SvRV(sv)) == SVt_PVCV;
+}
+
+/* Croaks before anything is allocated, so a caller's mistake leaks nothing. */
+static void
+he_check_code(pTHX_ SV *sv, const char *what, int optional)
+{
+    if (optional && !SvOK(sv))
+        return;
+    if (!he_is_code(sv))
         croak("RT::Extension::HealthEndpoint: %s must be a code reference",
               what);
-    return newSVsv(sv);
+}
+
+static SV *
+he_optional_code(pTHX_ SV *sv)
+{
+    return SvOK(sv) ? newSVsv(sv) : NULL;
 }
 
 /* Apply the (key, value, ...) option list; undef values mean "unset". */
@@ -313,20 +363,21 @@ _new(class, app, logger, db_cb, pairs)
   PREINIT:
     he_state *st;
     CV *handler;
+    MAGIC *mg;
   CODE:
     PERL_UNUSED_ARG(class);
-    if (!SvROK(app) || SvTYPE(SvRV(app)) != SVt_PVCV)
-        croak("RT::Extension::HealthEndpoint: the wrapped app must be a "
-              "code reference");
+    he_check_code(aTHX_ app, "the wrapped app", 0);
+    he_check_code(aTHX_ logger, "logger", 1);
+    he_check_code(aTHX_ db_cb, "db_check", 1);
     Newxz(st, 1, he_state);
     he_config_init(&st->cfg);
     st->app = newSVsv(app);
-    st->logger = he_optional_code(aTHX_ logger, "logger");
-    st->db_cb = he_optional_code(aTHX_ db_cb, "db_check");
+    st->logger = he_optional_code(aTHX_ logger);
+    st->db_cb = he_optional_code(aTHX_ db_cb);
     handler = newXS(NULL, he_handler, __FILE__);
-    CvXSUBANY(handler).any_ptr = st;
-    sv_magicext((SV *)handler, NULL, PERL_MAGIC_ext, &he_state_vtbl,
-                (const char *)st, 0);
+    mg = sv_magicext((SV *)handler, NULL, PERL_MAGIC_ext, &he_state_vtbl,
+                     (const char *)st, 0);
+    mg->mg_flags |= MGf_DUP;
     RETVAL = newRV_noinc((SV *)handler);
     he_apply_pairs(aTHX_ st, pairs);
     /* Library-wide setup, here on the Perl thread before any check thread

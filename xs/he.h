@@ -107,6 +107,8 @@ typedef void (*he_warn_fn)(void *ctx, const char *msg);
 void he_config_init(he_config *c);      /* defaults; never fails */
 void he_config_free(he_config *c);
 
+void he_config_copy(he_config *to, const he_config *from);
+
 /* Deep copies of one part, and their release (for the check threads). */
 void he_config_copy_db(he_db_config *to, const he_db_config *from);
 void he_config_free_db(he_db_config *d);

@@ -26,20 +26,22 @@
 const char *
 he_checks_backends(void)
 {
-    return ""
+    static const char names[] = ""
 #ifdef HE_WITH_PG
-        " Pg"
+        "Pg "
 #endif
 #ifdef HE_WITH_MYSQL
-        " mysql"
+        "mysql "
 #endif
 #ifdef HE_WITH_SQLITE
-        " SQLite"
+        "SQLite "
 #endif
 #ifdef HE_WITH_REDIS
-        " Redis"
+        "Redis "
 #endif
-        " Oracle(DBI)" + 1;
+        "Oracle(DBI)";                  /* always: it is done in Perl */
+
+    return names;
 }
 
 int

@@ -6,6 +6,7 @@
  * warn callback, naming the RT option and the value, and the default stays.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -132,7 +133,8 @@ he_config_parse_seconds(const char *s, double *out)
     char *end;
     double v;
 
-    if (s == NULL || *s == '\0' || *s == ' ' || *s == '\t')
+    /* strtod would skip any leading white space; the value must not have it */
+    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
         return -1;
     errno = 0;
     v = strtod(s, &end);
@@ -417,6 +419,27 @@ copy_str(const char *s)
     if ((d = malloc(n)) != NULL)
         memcpy(d, s, n);
     return d;
+}
+
+/* A whole copy, for a Perl thread's clone of a wrapper. */
+void
+he_config_copy(he_config *to, const he_config *from)
+{
+    *to = *from;
+    to->ping_path = copy_str(from->ping_path);
+    to->status_path = copy_str(from->status_path);
+    he_config_copy_db(&to->db, &from->db);
+    he_config_copy_redis(&to->redis, &from->redis);
+    to->allow = NULL;
+    to->n_allow = 0;
+    if (from->n_allow
+        && (to->allow = malloc(from->n_allow * sizeof *to->allow)) != NULL) {
+        memcpy(to->allow, from->allow, from->n_allow * sizeof *to->allow);
+        to->n_allow = from->n_allow;
+    }
+    if (to->ping_path == NULL || to->status_path == NULL) {
+        to->ping_len = to->status_len = 0;  /* matches nothing */
+    }
 }
 
 /* Deep copies, for a check thread that may outlive the caller's config.

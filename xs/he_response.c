@@ -39,7 +39,7 @@ he_response_status_json(he_result db, he_result redis, char *buf,
                      he_result_name(db), he_result_name(redis),
                      all_ok ? "ok" : "fail");
 
-    if (n < 0)
+    if (n < 0 || buflen == 0)
         return 0;
     return (size_t)n < buflen ? (size_t)n : buflen - 1;
 }

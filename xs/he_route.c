@@ -12,7 +12,7 @@
 he_route
 he_route_match(const he_config *c, const char *path, size_t len)
 {
-    if (path == NULL)
+    if (path == NULL || len == 0)       /* our paths are never empty */
         return HE_ROUTE_PASS;
     if (len == c->ping_len && memcmp(path, c->ping_path, len) == 0)
         return HE_ROUTE_PING;
