@@ -306,6 +306,47 @@ library's default, a unix socket, as in RT.  A relative SQLite database
 name is under RT's C<$VarPath>; the file is opened read-only and never
 created.
 
+=head1 USING IT WITHOUT RT
+
+C<< RT::Extension::HealthEndpoint->wrap($app, %options) >> returns the
+wrapping PSGI app; C<PSGIWrap> only maps RT's config onto these options:
+
+=over
+
+=item C<ping_path>, C<status_path>, C<timeout>, C<cache_seconds>
+
+As the C<$HealthEndpoint_*> options above.
+
+=item C<allow_from>
+
+An array reference of addresses or CIDRs.
+
+=item C<db>
+
+C<< { type => 'Pg'|'mysql'|'MariaDB'|'SQLite'|'Oracle', host, port, name,
+user, password, extra => { ... } } >>.  Without it the database check is
+C<skipped>.  For SQLite C<name> is an absolute path.
+
+=item C<db_check>
+
+A code reference run for C<Oracle>: true is C<ok>, false or an exception
+is C<fail>.
+
+=item C<redis>, C<check_redis>
+
+C<redis> takes the C<%WebSessionProperties> keys above.  C<check_redis>
+C<0> never checks, C<1> always does; undef checks when C<redis> is given.
+
+=item C<logger>
+
+C<< sub { my ($level, $message) = @_; ... } >>; by default messages go to
+C<warn>.
+
+=back
+
+C<wrap> dies for a caller's mistake (an unknown option, a non-code app or
+logger); every bad I<value> is logged and replaced by its default.
+
 =head1 RESPONSES
 
 =over
