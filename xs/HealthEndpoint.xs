@@ -24,7 +24,13 @@ typedef struct {
     SV *app;                            /* the wrapped PSGI app (owned ref) */
     SV *logger;                         /* sub ($level, $message) or NULL */
     SV *db_cb;                          /* Oracle: sub returning true/dying */
+    SV *c[10];                          /* constant strings of our answers */
+    U32 path_info_hash;                 /* of "PATH_INFO": every request
+                                           looks it up */
 } he_state;
+
+enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
+       C_JSON, C_PONG, C_4, C_N };              /* indexes into c[] */
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -132,6 +138,7 @@ static int
 he_state_free(pTHX_ SV *sv, MAGIC *mg)
 {
     he_state *st = (he_state *)mg->mg_ptr;
+    int i;
 
     PERL_UNUSED_ARG(sv);
     if (st == NULL)
@@ -140,10 +147,14 @@ he_state_free(pTHX_ SV *sv, MAGIC *mg)
     SvREFCNT_dec(st->app);
     SvREFCNT_dec(st->logger);
     SvREFCNT_dec(st->db_cb);
+    for (i = 0; i < C_N; i++)
+        SvREFCNT_dec(st->c[i]);
     Safefree(st);
     mg->mg_ptr = NULL;
     return 0;
 }
+
+static void he_consts_init(pTHX_ he_state *st);
 
 #ifdef USE_ITHREADS
 /*
@@ -161,9 +172,12 @@ he_state_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
         return 0;
     Newxz(st, 1, he_state);
     he_config_copy(&st->cfg, &from->cfg);
+    st->path_info_hash = from->path_info_hash;  /* one hash seed per process */
     st->app = sv_dup_inc(from->app, param);
     st->logger = from->logger ? sv_dup_inc(from->logger, param) : NULL;
     st->db_cb = from->db_cb ? sv_dup_inc(from->db_cb, param) : NULL;
+    he_consts_init(aTHX_ st);           /* its own: COW refcounts are not
+                                         * atomic */
     mg->mg_ptr = (char *)st;
     return 0;
 }
@@ -198,42 +212,120 @@ he_state_of(pTHX_ SV *handler)
 
 /* ---- the request path -------------------------------------------------- */
 
-/* A plain string value of the env, or NULL (missing, undef, a reference). */
+/* A plain string value of the env, or NULL (missing, undef, a reference).
+ * hash: the key's precomputed hash, or 0 to compute it. */
 static const char *
-env_str(pTHX_ HV *env, const char *key, I32 klen, STRLEN *len)
+env_str(pTHX_ HV *env, const char *key, I32 klen, U32 hash, STRLEN *len)
 {
-    SV **svp = hv_fetch(env, key, klen, 0);
+    SV **svp = (SV **)hv_common_key_len(env, key, klen, HV_FETCH_JUST_SV,
+                                        NULL, hash);
 
     if (svp == NULL || !SvOK(*svp) || SvROK(*svp))
         return NULL;
     return SvPV(*svp, *len);
 }
 
+/*
+ * The constant strings of our answers are made once per handler, with a
+ * spare byte after the NUL for perl's copy-on-write refcount; every answer
+ * gets copies that share their buffer (he_cow_copy), as perl's own
+ * [ 'constant', ... ] does: no malloc, no memcpy per string.
+ */
 static SV *
-he_psgi_triple(pTHX_ const he_response *r)
+he_cow_const(pTHX_ const char *s, STRLEN len)
 {
-    AV *res = newAV();
-    AV *headers = newAV();
-    AV *body = newAV();
+    SV *sv = newSV_type(SVt_PV);
+    char *buf;
 
-    av_extend(headers, r->allow_header ? 7 : 5);
-    av_push(headers, newSVpvs("Content-Type"));
-    av_push(headers, newSVpv(r->content_type, 0));
-    av_push(headers, newSVpvs("Content-Length"));
-    av_push(headers, newSVuv((UV)r->body_len));
-    av_push(headers, newSVpvs("Cache-Control"));
-    av_push(headers, newSVpvs("no-store"));
-    if (r->allow_header) {
-        av_push(headers, newSVpvs("Allow"));
-        av_push(headers, newSVpvs("GET, HEAD"));
+    Newx(buf, len + 2, char);
+    Copy(s, buf, len, char);
+    buf[len] = '\0';
+    SvPV_set(sv, buf);
+    SvCUR_set(sv, len);
+    SvLEN_set(sv, len + 2);
+    SvPOK_only(sv);
+    return sv;
+}
+#define HE_MK(s) he_cow_const(aTHX_ s "", sizeof(s) - 1)
+
+static void
+he_consts_init(pTHX_ he_state *st)
+{
+    st->c[C_CTYPE] = HE_MK("Content-Type");
+    st->c[C_CLEN] = HE_MK("Content-Length");
+    st->c[C_CACHE] = HE_MK("Cache-Control");
+    st->c[C_NOSTORE] = HE_MK("no-store");
+    st->c[C_ALLOW] = HE_MK("Allow");
+    st->c[C_GETHEAD] = HE_MK("GET, HEAD");
+    st->c[C_TEXT] = HE_MK("text/plain");
+    st->c[C_JSON] = HE_MK("application/json");
+    st->c[C_PONG] = HE_MK("pong");
+    st->c[C_4] = he_cow_const(aTHX_ "4", 1);
+}
+
+/* A copy of a constant from he_cow_const() (and only of those: they have
+ * the spare byte) that shares its buffer: what sv_setsv_flags() does for
+ * copy-on-write, without the rest of it. */
+static SV *
+he_cow_copy(pTHX_ SV *src)
+{
+    SV *sv;
+
+    if (!SvPOK(src))
+        return newSVsv(src);
+    if (!SvIsCOW(src)) {
+        SvIsCOW_on(src);
+        CowREFCNT(src) = 0;
     }
-    if (r->send_body)
-        av_push(body, newSVpvn(r->body, r->body_len));
+    if (CowREFCNT(src) == SV_COW_REFCNT_MAX)
+        return newSVpvn(SvPVX(src), SvCUR(src));
+    CowREFCNT(src)++;
+    sv = newSV_type(SVt_PV);
+    SvPV_set(sv, SvPVX(src));
+    SvCUR_set(sv, SvCUR(src));
+    SvLEN_set(sv, SvLEN(src));
+    SvFLAGS(sv) |= SVf_POK | SVp_POK | SVf_IsCOW;
+    return sv;
+}
 
-    av_extend(res, 2);
-    av_push(res, newSViv(r->status));
-    av_push(res, newRV_noinc((SV *)headers));
-    av_push(res, newRV_noinc((SV *)body));
+static SV *
+he_psgi_triple(pTHX_ he_state *st, const he_response *r)
+{
+    AV *res, *headers, *body;
+    SV **h;
+    int n = 0;
+
+    headers = newAV_alloc_x(r->allow_header ? 8 : 6);
+    h = AvARRAY(headers);
+    h[n++] = he_cow_copy(aTHX_ st->c[C_CTYPE]);
+    h[n++] = he_cow_copy(aTHX_ strcmp(r->content_type, "text/plain") == 0
+                               ? st->c[C_TEXT] : st->c[C_JSON]);
+    h[n++] = he_cow_copy(aTHX_ st->c[C_CLEN]);
+    h[n++] = r->body_len == 4 ? he_cow_copy(aTHX_ st->c[C_4])
+                              : newSVuv((UV)r->body_len);
+    h[n++] = he_cow_copy(aTHX_ st->c[C_CACHE]);
+    h[n++] = he_cow_copy(aTHX_ st->c[C_NOSTORE]);
+    if (r->allow_header) {
+        h[n++] = he_cow_copy(aTHX_ st->c[C_ALLOW]);
+        h[n++] = he_cow_copy(aTHX_ st->c[C_GETHEAD]);
+    }
+    AvFILLp(headers) = n - 1;
+
+    if (r->send_body) {
+        body = newAV_alloc_x(1);
+        AvARRAY(body)[0] = r->body_len == 4 && memcmp(r->body, "pong", 4) == 0
+                           ? he_cow_copy(aTHX_ st->c[C_PONG])
+                           : newSVpvn(r->body, r->body_len);
+        AvFILLp(body) = 0;
+    } else {
+        body = newAV();
+    }
+
+    res = newAV_alloc_x(3);
+    AvARRAY(res)[0] = newSViv(r->status);
+    AvARRAY(res)[1] = newRV_noinc((SV *)headers);
+    AvARRAY(res)[2] = newRV_noinc((SV *)body);
+    AvFILLp(res) = 2;
     return newRV_noinc((SV *)res);
 }
 
@@ -242,14 +334,14 @@ static SV *
 he_answer(pTHX_ he_state *st, HV *env, he_route route)
 {
     STRLEN mlen = 0, alen = 0;
-    const char *m = env_str(aTHX_ env, "REQUEST_METHOD", 14, &mlen);
+    const char *m = env_str(aTHX_ env, "REQUEST_METHOD", 14, 0, &mlen);
     he_method method = he_route_method(m, mlen);
     he_status status;
     he_response resp;
     int forbidden = 0;
 
     if (st->cfg.n_allow > 0) {
-        const char *addr = env_str(aTHX_ env, "REMOTE_ADDR", 11, &alen);
+        const char *addr = env_str(aTHX_ env, "REMOTE_ADDR", 11, 0, &alen);
 
         forbidden = !he_config_addr_allowed(&st->cfg, addr, alen);
     }
@@ -259,7 +351,7 @@ he_answer(pTHX_ he_state *st, HV *env, he_route route)
         he_log_failures(aTHX_ st, &status);
     }
     he_response_build(route, method, forbidden, &status, &resp);
-    return he_psgi_triple(aTHX_ &resp);
+    return he_psgi_triple(aTHX_ st, &resp);
 }
 
 /* The PSGI app itself: $handler->($env). */
@@ -278,7 +370,7 @@ XS_INTERNAL(he_handler)
         croak("RT::Extension::HealthEndpoint: the PSGI env must be a "
               "hash reference");
     env = (HV *)SvRV(ST(0));
-    path = env_str(aTHX_ env, "PATH_INFO", 9, &plen);
+    path = env_str(aTHX_ env, "PATH_INFO", 9, st->path_info_hash, &plen);
     route = he_route_match(&st->cfg, path, plen);
 
     if (route == HE_ROUTE_PASS) {
@@ -374,6 +466,8 @@ _new(class, app, logger, db_cb, pairs)
     st->app = newSVsv(app);
     st->logger = he_optional_code(aTHX_ logger);
     st->db_cb = he_optional_code(aTHX_ db_cb);
+    he_consts_init(aTHX_ st);
+    PERL_HASH(st->path_info_hash, "PATH_INFO", 9);
     handler = newXS(NULL, he_handler, __FILE__);
     mg = sv_magicext((SV *)handler, NULL, PERL_MAGIC_ext, &he_state_vtbl,
                      (const char *)st, 0);
