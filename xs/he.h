@@ -142,7 +142,9 @@ int he_config_addr_allowed(const he_config *c, const char *addr, size_t len);
 /* ---- backends (he_pg.c, he_mysql.c, he_sqlite.c, he_redis.c) --------- */
 
 /* Connect, authenticate and run one trivial query, all before deadline.
- * Opens and closes its own connection: nothing survives the call. */
+ * Opens and closes its own connection: nothing survives the call.  The
+ * network checks run only on he_checks.c's threads, which block every
+ * signal (SIGPIPE from a dropped connection included). */
 he_result he_pg_check(const he_db_config *c, double deadline,
                       char *err, size_t errlen);
 he_result he_mysql_check(const he_db_config *c, double deadline,

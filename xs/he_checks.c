@@ -161,21 +161,20 @@ job_thread(void *arg)
 }
 
 /*
- * Start a job on a detached thread with every signal blocked (the Perl
- * process keeps its handlers; a SIGPIPE from a dead server's socket stays
- * on the thread and dies with it).  If no thread can be made, the check
- * runs here, still bounded by the backend's own deadline handling.
- * Returns the job (the caller owns one reference) or NULL without memory.
+ * Start a job on a detached thread with every signal blocked: the Perl
+ * process keeps its handlers, and a SIGPIPE from a dead server's socket
+ * stays on the thread and dies with it.  So the backends need no signal
+ * handling of their own, and never run on the Perl thread.  If no thread
+ * can be made (a resource limit), the check fails with that reason.
  */
-static job *
+static void
 job_start(job *j)
 {
     pthread_attr_t attr;
+    pthread_condattr_t ca;
     pthread_t tid;
     sigset_t all, old;
     int rc;
-
-    pthread_condattr_t ca;
 
     pthread_mutex_init(&j->mu, NULL);
     pthread_condattr_init(&ca);
@@ -194,10 +193,11 @@ job_start(job *j)
 
     if (rc != 0) {
         j->refs = 1;
-        job_run(j);
+        j->result = HE_FAIL;
+        snprintf(j->err, sizeof j->err, "cannot start a check thread: %s",
+                 strerror(rc));
         j->done = 1;
     }
-    return j;
 }
 
 /* Wait for the job until its deadline (plus grace); copy out and release. */

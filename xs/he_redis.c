@@ -7,22 +7,19 @@
  * redisBufferRead / redisGetReplyFromReader around he_time_wait_fd().
  *
  * Not bounded: redisConnectNonBlock resolves a host name with blocking
- * getaddrinfo().  hiredis 0.14 writes with write(2), so SIGPIPE is blocked
- * on this thread during a check (a server that drops the connection,
- * e.g. at maxclients, must not kill the process).
+ * getaddrinfo().  hiredis 0.14 writes with write(2): a server that drops
+ * the connection raises SIGPIPE, which he_checks.c keeps blocked on the
+ * check threads (the only place this runs).
  *
  * Built only with -DHE_WITH_REDIS.
  */
 #ifdef HE_WITH_REDIS
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -39,13 +36,6 @@
 #define RD_PRINTF(f, a)
 #endif
 
-typedef struct {
-    sigset_t old;                       /* this thread's mask before */
-    int was_pending;                    /* SIGPIPE pending before: keep it */
-} rd_sigpipe;
-
-/* vsnprintf into err: messages nest (sentinel: connect: ...) and a long
- * one is cut at errlen, which is fine for a log line. */
 static void rd_error(char *err, size_t errlen, const char *fmt, ...)
     RD_PRINTF(3, 4);
 
@@ -59,38 +49,6 @@ rd_error(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Block SIGPIPE on this thread for the duration of a check. */
-static void
-rd_sigpipe_block(rd_sigpipe *s)
-{
-    sigset_t set, pend;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    sigemptyset(&pend);
-    sigpending(&pend);
-    s->was_pending = sigismember(&pend, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &set, &s->old);
-}
-
-/* Discard a SIGPIPE our writes raised, then restore the mask. */
-static void
-rd_sigpipe_restore(rd_sigpipe *s)
-{
-    static const struct timespec zero = { 0, 0 };
-    sigset_t set, pend;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    sigemptyset(&pend);
-    sigpending(&pend);
-    if (!s->was_pending && sigismember(&pend, SIGPIPE) == 1)
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
-}
-
-/* Fill err for a failed wait: deadline passed (w == 0) or poll error. */
 static void
 rd_wait_error(int w, const char *what, double start, char *err, size_t errlen)
 {
@@ -450,17 +408,11 @@ he_redis_check(const he_redis_config *c, double deadline,
                char *err, size_t errlen)
 {
     double start = he_time_now();
-    rd_sigpipe sp;
-    he_result r;
 
-    rd_sigpipe_block(&sp);
     if (c->n_sentinels > 0 && c->service != NULL)
-        r = rd_check_sentinels(c, deadline, start, err, errlen);
-    else
-        r = rd_check_one(c->server.host, c->server.port, c->sock, c,
-                         deadline, start, err, errlen);
-    rd_sigpipe_restore(&sp);
-    return r;
+        return rd_check_sentinels(c, deadline, start, err, errlen);
+    return rd_check_one(c->server.host, c->server.port, c->sock, c,
+                        deadline, start, err, errlen);
 }
 
 #else  /* !HE_WITH_REDIS */
