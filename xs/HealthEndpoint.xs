@@ -24,13 +24,14 @@ typedef struct {
     SV *app;                            /* the wrapped PSGI app (owned ref) */
     SV *logger;                         /* sub ($level, $message) or NULL */
     SV *db_cb;                          /* Oracle: sub returning true/dying */
-    SV *c[10];                          /* constant strings of our answers */
+    SV *c[11];                          /* constant strings of our answers */
     U32 path_info_hash;                 /* of "PATH_INFO": every request
                                            looks it up */
 } he_state;
 
 enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
-       C_JSON, C_PONG, C_4, C_N };              /* indexes into c[] */
+       C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED,  /* in he_body order */
+       C_N };                                         /* indexes into c[] */
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -260,7 +261,8 @@ he_consts_init(pTHX_ he_state *st)
     st->c[C_TEXT] = HE_MK("text/plain");
     st->c[C_JSON] = HE_MK("application/json");
     st->c[C_PONG] = HE_MK("pong");
-    st->c[C_4] = he_cow_const(aTHX_ "4", 1);
+    st->c[C_FORBIDDEN] = HE_MK("forbidden");
+    st->c[C_NOT_ALLOWED] = HE_MK("method not allowed");
 }
 
 /* A copy of a constant from he_cow_const() (and only of those: they have
@@ -271,8 +273,6 @@ he_cow_copy(pTHX_ SV *src)
 {
     SV *sv;
 
-    if (!SvPOK(src))
-        return newSVsv(src);
     if (!SvIsCOW(src)) {
         SvIsCOW_on(src);
         CowREFCNT(src) = 0;
@@ -298,11 +298,10 @@ he_psgi_triple(pTHX_ he_state *st, const he_response *r)
     headers = newAV_alloc_x(r->allow_header ? 8 : 6);
     h = AvARRAY(headers);
     h[n++] = he_cow_copy(aTHX_ st->c[C_CTYPE]);
-    h[n++] = he_cow_copy(aTHX_ strcmp(r->content_type, "text/plain") == 0
-                               ? st->c[C_TEXT] : st->c[C_JSON]);
+    h[n++] = he_cow_copy(aTHX_ st->c[r->body_id == HE_BODY_STATUS
+                                     ? C_JSON : C_TEXT]);
     h[n++] = he_cow_copy(aTHX_ st->c[C_CLEN]);
-    h[n++] = r->body_len == 4 ? he_cow_copy(aTHX_ st->c[C_4])
-                              : newSVuv((UV)r->body_len);
+    h[n++] = newSVuv((UV)r->body_len);
     h[n++] = he_cow_copy(aTHX_ st->c[C_CACHE]);
     h[n++] = he_cow_copy(aTHX_ st->c[C_NOSTORE]);
     if (r->allow_header) {
@@ -313,9 +312,9 @@ he_psgi_triple(pTHX_ he_state *st, const he_response *r)
 
     if (r->send_body) {
         body = newAV_alloc_x(1);
-        AvARRAY(body)[0] = r->body_len == 4 && memcmp(r->body, "pong", 4) == 0
-                           ? he_cow_copy(aTHX_ st->c[C_PONG])
-                           : newSVpvn(r->body, r->body_len);
+        AvARRAY(body)[0] = r->body_id == HE_BODY_STATUS
+                           ? newSVpvn(r->body, r->body_len)
+                           : he_cow_copy(aTHX_ st->c[C_PONG + r->body_id]);
         AvFILLp(body) = 0;
     } else {
         body = newAV();

@@ -218,8 +218,16 @@ typedef enum {
 he_route he_route_match(const he_config *c, const char *path, size_t len);
 he_method he_route_method(const char *m, size_t len);
 
+typedef enum {                          /* which body: the fixed ones are */
+    HE_BODY_PONG = 0,                   /* constants the glue can share */
+    HE_BODY_FORBIDDEN,
+    HE_BODY_NOT_ALLOWED,
+    HE_BODY_STATUS                      /* the status JSON in buf */
+} he_body;
+
 typedef struct {
     int status;                         /* 200, 403, 405, 503 */
+    he_body body_id;                    /* also says the content type */
     const char *content_type;
     const char *body;                   /* points into buf or a constant */
     size_t body_len;                    /* Content-Length, also for HEAD */

@@ -27,17 +27,22 @@ he_result_name(he_result r)
  * every check that ran is ok; a skipped check never degrades it.
  * Returns the length written (always < buflen for buflen >= 96).
  */
+static int
+all_ok(he_result db, he_result redis)
+{
+    return (db == HE_OK || db == HE_SKIPPED)
+        && (redis == HE_OK || redis == HE_SKIPPED);
+}
+
 size_t
 he_response_status_json(he_result db, he_result redis, char *buf,
                         size_t buflen)
 {
-    int all_ok = (db == HE_OK || db == HE_SKIPPED)
-              && (redis == HE_OK || redis == HE_SKIPPED);
     int n = snprintf(buf, buflen,
                      "{\"checks\":{\"database\":\"%s\",\"redis\":\"%s\"},"
                      "\"status\":\"%s\"}",
                      he_result_name(db), he_result_name(redis),
-                     all_ok ? "ok" : "fail");
+                     all_ok(db, redis) ? "ok" : "fail");
 
     if (n < 0 || buflen == 0)
         return 0;
@@ -45,10 +50,11 @@ he_response_status_json(he_result db, he_result redis, char *buf,
 }
 
 static void
-set_fixed(he_response *r, int status, const char *ctype, const char *body)
+set_fixed(he_response *r, int status, he_body id, const char *body)
 {
     r->status = status;
-    r->content_type = ctype;
+    r->body_id = id;
+    r->content_type = TEXT;
     r->body = body;
     r->body_len = strlen(body);
 }
@@ -61,17 +67,17 @@ he_response_build(he_route route, he_method method, int forbidden,
     resp->send_body = (method != HE_METHOD_HEAD);
 
     if (forbidden) {
-        set_fixed(resp, 403, TEXT, "forbidden");
+        set_fixed(resp, 403, HE_BODY_FORBIDDEN, "forbidden");
         return;
     }
     if (method == HE_METHOD_OTHER) {
-        set_fixed(resp, 405, TEXT, "method not allowed");
+        set_fixed(resp, 405, HE_BODY_NOT_ALLOWED, "method not allowed");
         resp->allow_header = 1;
         resp->send_body = 1;
         return;
     }
     if (route == HE_ROUTE_PING) {
-        set_fixed(resp, 200, TEXT, "pong");
+        set_fixed(resp, 200, HE_BODY_PONG, "pong");
         return;
     }
 
@@ -79,8 +85,7 @@ he_response_build(he_route route, he_method method, int forbidden,
     resp->body_len = he_response_status_json(st->db, st->redis, resp->buf,
                                              sizeof resp->buf);
     resp->body = resp->buf;
+    resp->body_id = HE_BODY_STATUS;
     resp->content_type = JSON;
-    resp->status = ((st->db == HE_OK || st->db == HE_SKIPPED)
-                    && (st->redis == HE_OK || st->redis == HE_SKIPPED))
-                   ? 200 : 503;
+    resp->status = all_ok(st->db, st->redis) ? 200 : 503;
 }
