@@ -81,6 +81,19 @@ is($r->[0], 503, 'unknown type: 503');
 is($r->[2][0], '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}',
    'unknown type: database fail');
 
+# Oracle goes through a Perl callback, given the seconds left
+{
+    my @got;
+    my ($a) = build(timeout => 1.5, cache_seconds => 0, db => { type => 'Oracle' },
+                    db_check => sub { push @got, $_[0]; 1 });
+    is(get($a, '/healthz/status')->[0], 200, 'db_check true: ok');
+    ok(@got == 1 && $got[0] > 1.4 && $got[0] <= 1.5, "db_check got the time left ($got[0])");
+    ($a, undef, my $l) = build(cache_seconds => 0, db => { type => 'Oracle' },
+                               db_check => sub { die "ORA-12541: no listener\n" });
+    is(get($a, '/healthz/status')->[0], 503, 'db_check dying: fail');
+    like($l->[-1][1], qr/database check failed \(Oracle.*ORA-12541/, 'its error is logged');
+}
+
 # a relative SQLite name cannot be checked (RT's glue makes it absolute)
 ($app, $cfg, $log) = build(db => { type => 'SQLite', name => 'rt.db' });
 like($log->[0][1], qr/not an absolute path/, 'relative SQLite name logged');

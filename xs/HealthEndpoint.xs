@@ -79,9 +79,10 @@ he_warn_cb(void *ctx, const char *msg)
     he_log(aTHX_ (he_state *)ctx, "error", msg);
 }
 
-/* The Oracle path: call the Perl sub; true is ok, false or death is fail. */
+/* The Oracle path: call the Perl sub with the seconds left before the
+ * deadline; true is ok, false or death is fail. */
 static he_result
-he_db_cb(void *ctx, char *err, size_t errlen)
+he_db_cb(void *ctx, double seconds_left, char *err, size_t errlen)
 {
     dTHX;
     dSP;
@@ -94,6 +95,7 @@ he_db_cb(void *ctx, char *err, size_t errlen)
     SAVETMPS;
     saved_err = sv_mortalcopy(ERRSV);
     PUSHMARK(SP);
+    mXPUSHn(seconds_left);
     PUTBACK;
     count = call_sv(st->db_cb, G_SCALAR | G_EVAL);
     SPAGAIN;

@@ -164,7 +164,8 @@ void he_mysql_global_init(void);
 /* ---- checks: dispatch, concurrency, cache (he_checks.c) -------------- */
 
 /* For HE_DB_CALLBACK: runs on the calling thread. */
-typedef he_result (*he_db_callback)(void *ctx, char *err, size_t errlen);
+typedef he_result (*he_db_callback)(void *ctx, double seconds_left,
+                                    char *err, size_t errlen);
 
 typedef struct {
     he_result db;

@@ -274,7 +274,8 @@ db_inline(const he_config *c, he_db_callback cb, void *cb_ctx,
             snprintf(out->db_err, sizeof out->db_err,
                      "no DBI callback for database type '%.64s'", db->type);
         } else {
-            out->db = cb(cb_ctx, out->db_err, sizeof out->db_err);
+            out->db = cb(cb_ctx, deadline - he_time_now(), out->db_err,
+                         sizeof out->db_err);
         }
         return 1;
     default:

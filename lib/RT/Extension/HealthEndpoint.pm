@@ -152,7 +152,7 @@ sub _options_from_rt {
         password => _rt_get('DatabasePassword'),
         extra    => _rt_get('DatabaseExtraDSN'),
     };
-    $opt{db_check} = $class->_dbi_check($opt{timeout})
+    $opt{db_check} = $class->_dbi_check
         if defined $type && $type eq 'Oracle';
 
     my $session_class = _rt_get('WebSessionClass');
@@ -171,18 +171,24 @@ sub _options_from_rt {
 }
 
 # Oracle has no native backend: connect through DBI with RT's own DSN.
+# The core passes the seconds left before the deadline.  DBD::Oracle blocks
+# in C, where perl's deferred ("safe") signals would wait for it to return,
+# so the alarm is installed with POSIX::sigaction, as DBI's docs advise.
 sub _dbi_check {
-    my ($class, $timeout) = @_;
-    $timeout = 2 unless defined $timeout && $timeout =~ /^\d+(?:\.\d+)?$/;
     return sub {
+        my ($seconds) = @_;
         require DBI;
+        require POSIX;
+        require Time::HiRes;
         require RT::Handle;
         my $handle = RT::Handle->new;
         $handle->BuildDSN;
-        local $SIG{ALRM} = sub { die "timed out after $timeout s\n" };
-        my $alarm = int($timeout) + ($timeout > int($timeout) ? 1 : 0);
-        alarm($alarm || 1);
+        my $old = POSIX::SigAction->new;
+        POSIX::sigaction(POSIX::SIGALRM(),
+            POSIX::SigAction->new(sub { die "timed out after $seconds s\n" }),
+            $old);
         my $ok = eval {
+            Time::HiRes::alarm($seconds > 0 ? $seconds : 0.001);
             my $dbh = DBI->connect($handle->DSN, _rt_get('DatabaseUser'),
                 _rt_get('DatabasePassword'),
                 { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
@@ -191,7 +197,8 @@ sub _dbi_check {
             $one;
         };
         my $err = $@;
-        alarm 0;
+        Time::HiRes::alarm(0);
+        POSIX::sigaction(POSIX::SIGALRM(), $old);
         die $err if $err;
         return $ok;
     };
@@ -329,8 +336,8 @@ C<skipped>.  For SQLite C<name> is an absolute path.
 
 =item C<db_check>
 
-A code reference run for C<Oracle>: true is C<ok>, false or an exception
-is C<fail>.
+A code reference run for C<Oracle>, given the seconds left before the
+deadline: true is C<ok>, false or an exception is C<fail>.
 
 =item C<redis>, C<check_redis>
 
