@@ -38,6 +38,12 @@ int he_time_wait_fd(int fd, int want_write, double deadline);
 /* Remaining time until deadline in whole milliseconds, >= 0. */
 int he_time_left_ms(double deadline);
 
+/* The reason for a failed he_time_wait_fd (w = its result, 0 or -1) while
+ * doing what: "timed out after 1.001 s during connect" or "connect: poll:
+ * <errno text>".  start: when the check began. */
+void he_time_wait_error(int w, const char *what, double start,
+                        char *err, size_t errlen);
+
 /* ---- configuration (he_config.c) ------------------------------------- */
 
 typedef enum {

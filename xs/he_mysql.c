@@ -220,11 +220,8 @@ static void
 myc_set_error(MYSQL *m, int w, const char *what, double start,
               char *err, size_t errlen)
 {
-    if (w == 0)
-        snprintf(err, errlen, "timed out after %.3f s during %s",
-                 he_time_now() - start, what);
-    else if (w < 0)
-        snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
+    if (w != 1)
+        he_time_wait_error(w, what, start, err, errlen);
     else
         snprintf(err, errlen, "%s: %s", what, mysql_error(m));
 }

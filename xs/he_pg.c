@@ -11,7 +11,6 @@
  */
 #ifdef HE_WITH_PG
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,8 @@
 #include "he.h"
 
 #define PGC_APP_NAME "rt-healthendpoint"
-#define PGC_BASE_KEYS 7                 /* host port dbname user password
-                                         * application_name connect_timeout */
+#define PGC_BASE_KEYS 6                 /* host port dbname user password
+                                         * application_name */
 
 /* "what: msg" into err as one log line: libpq's messages end in a newline
  * and may hold more lines ("\n\tIs the server running ..."); each line
@@ -59,30 +58,6 @@ pgc_set_error(PGconn *conn, const char *what, char *err, size_t errlen)
     pgc_format_error(what, conn ? PQerrorMessage(conn) : NULL, err, errlen);
 }
 
-/* Fill err for a failed wait: deadline passed (w == 0) or poll error. */
-static void
-pgc_set_wait_error(int w, const char *what, double start,
-                  char *err, size_t errlen)
-{
-    if (w == 0)
-        snprintf(err, errlen, "timed out after %.3f s during %s",
-                 he_time_now() - start, what);
-    else
-        snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
-}
-
-/* libpq's connect_timeout, as a safety net: whole seconds left, rounded
- * up, at least 2 (libpq treats 1 as 2).  libpq ignores it while
- * PQconnectPoll is driven by the caller, as here. */
-static void
-pgc_timeout_string(double deadline, char *buf, size_t len)
-{
-    int ms = he_time_left_ms(deadline);
-    int s = (ms + 999) / 1000;
-
-    snprintf(buf, len, "%d", s < 2 ? 2 : s);
-}
-
 /* Append key=value to the parameter arrays unless value is NULL. */
 static void
 pgc_param(const char **keys, const char **vals, size_t *n,
@@ -98,15 +73,15 @@ pgc_param(const char **keys, const char **vals, size_t *n,
 /*
  * Start a connection with the configured parameters; NULL ones are left
  * out so libpq uses its defaults (the Unix socket, as RT does).  The
- * extra keys come after ours (later keys win in libpq), connect_timeout
- * last.  Returns the PGconn (caller PQfinish()es it, even when it is
+ * extra keys come after ours (later keys win in libpq).  No
+ * connect_timeout: libpq ignores it while the caller drives PQconnectPoll,
+ * and our deadline bounds every wait.  Returns the PGconn (caller PQfinish()es it, even when it is
  * BAD), or NULL when out of memory.
  */
 static PGconn *
-pgc_start(const he_db_config *c, double deadline)
+pgc_start(const he_db_config *c)
 {
     const char **keys, **vals;
-    char timeout[16];
     size_t i, n = 0;
     PGconn *conn;
 
@@ -125,8 +100,6 @@ pgc_start(const he_db_config *c, double deadline)
     pgc_param(keys, vals, &n, "application_name", PGC_APP_NAME);
     for (i = 0; i < c->n_extra; i++)
         pgc_param(keys, vals, &n, c->extra[i].key, c->extra[i].value);
-    pgc_timeout_string(deadline, timeout, sizeof(timeout));
-    pgc_param(keys, vals, &n, "connect_timeout", timeout);
     conn = PQconnectStartParams(keys, vals, 0);     /* copies the strings */
     free(keys);
     free(vals);
@@ -159,7 +132,7 @@ pgc_connect_poll(PGconn *conn, double deadline, double start,
         w = he_time_wait_fd(PQsocket(conn), st == PGRES_POLLING_WRITING,
                             deadline);
         if (w != 1) {
-            pgc_set_wait_error(w, "connect", start, err, errlen);
+            he_time_wait_error(w, "connect", start, err, errlen);
             return HE_FAIL;
         }
         st = PQconnectPoll(conn);
@@ -176,7 +149,7 @@ pgc_flush(PGconn *conn, double deadline, double start,
     while ((r = PQflush(conn)) == 1) {
         w = he_time_wait_fd(PQsocket(conn), 1, deadline);
         if (w != 1) {
-            pgc_set_wait_error(w, "query", start, err, errlen);
+            he_time_wait_error(w, "query", start, err, errlen);
             return HE_FAIL;
         }
     }
@@ -202,7 +175,7 @@ pgc_next_result(PGconn *conn, PGresult **res, double deadline, double start,
     while (PQisBusy(conn)) {
         w = he_time_wait_fd(PQsocket(conn), 0, deadline);
         if (w != 1) {
-            pgc_set_wait_error(w, "query", start, err, errlen);
+            he_time_wait_error(w, "query", start, err, errlen);
             return HE_FAIL;
         }
         if (!PQconsumeInput(conn)) {
@@ -273,7 +246,7 @@ he_pg_check(const he_db_config *c, double deadline, char *err, size_t errlen)
     PGconn *conn;
     he_result r;
 
-    conn = pgc_start(c, deadline);
+    conn = pgc_start(c);
     if (conn == NULL) {
         snprintf(err, errlen, "connect: out of memory");
         return HE_FAIL;

@@ -49,16 +49,6 @@ rd_error(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static void
-rd_wait_error(int w, const char *what, double start, char *err, size_t errlen)
-{
-    if (w == 0)
-        rd_error(err, errlen, "timed out after %.3f s during %s",
-                 he_time_now() - start, what);
-    else
-        rd_error(err, errlen, "%s: poll: %s", what, strerror(errno));
-}
-
 /*
  * Open a non-blocking connection to sock (if not NULL) or host:port and
  * wait, within the deadline, until it is established.  On HE_OK *out is
@@ -100,7 +90,7 @@ rd_connect(const char *host, int port, const char *sock, double deadline,
     }
     w = he_time_wait_fd(rc->fd, 1, deadline);
     if (w != 1) {
-        rd_wait_error(w, peer, start, err, errlen);
+        he_time_wait_error(w, peer, start, err, errlen);
         goto cleanup;
     }
     if (getsockopt(rc->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
@@ -135,7 +125,7 @@ rd_flush(redisContext *rc, const char *what, double deadline, double start,
             return HE_OK;
         w = he_time_wait_fd(rc->fd, 1, deadline);
         if (w != 1) {
-            rd_wait_error(w, what, start, err, errlen);
+            he_time_wait_error(w, what, start, err, errlen);
             return HE_FAIL;
         }
     }
@@ -159,7 +149,7 @@ rd_read_reply(redisContext *rc, const char *what, double deadline,
             return reply;
         w = he_time_wait_fd(rc->fd, 0, deadline);
         if (w != 1) {
-            rd_wait_error(w, what, start, err, errlen);
+            he_time_wait_error(w, what, start, err, errlen);
             return NULL;
         }
         if (redisBufferRead(rc) != REDIS_OK) {  /* EOF, I/O or protocol */

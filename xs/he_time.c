@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "he.h"
@@ -72,4 +74,15 @@ he_time_wait_fd(int fd, int want_write, double deadline)
             return -1;
         /* r == 0 (timed out, maybe early by rounding) or EINTR: re-check */
     }
+}
+
+void
+he_time_wait_error(int w, const char *what, double start, char *err,
+                   size_t errlen)
+{
+    if (w == 0)
+        snprintf(err, errlen, "timed out after %.3f s during %s",
+                 he_time_now() - start, what);
+    else
+        snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
 }
