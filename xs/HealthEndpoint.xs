@@ -2,11 +2,13 @@
  * HealthEndpoint.xs - Perl glue: PSGI env in, PSGI triple out.
  *
  * _new() returns an anonymous XSUB (a C closure): the PSGI app RT runs.
- * Its state (parsed config, result cache, the wrapped app and the logger)
- * hangs off the CV and is freed with it through ext magic.  For a request
- * that is not ours the XSUB hands its own argument stack straight to the
- * wrapped app, so pass-through costs one hash lookup and one call.
- * All logic is in the plain C files; this file only converts.
+ * Its state (parsed config, the instance's health state, the wrapped app
+ * and the logger) hangs off the CV and is freed with it through ext
+ * magic.  For a request that is not ours the XSUB hands its own argument
+ * stack straight to the wrapped app, so pass-through costs one hash
+ * lookup and one call.  All logic is in the plain C files; this file only
+ * converts, and gives the C core two ways back into Perl: the logger and,
+ * in a checker's child, the Oracle DBI check.
  */
 #define PERL_NO_GET_CONTEXT
 #include "EXTERN.h"
@@ -15,23 +17,35 @@
 #include "ppport.h"
 
 #include "he.h"
+#include "he_status.h"
 
 #define LOG_PREFIX "RT::Extension::HealthEndpoint: "
 
+/* Indexes of the constant strings of our answers, in st->c[]. */
+enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
+       C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED, C_N };
+
+/* The constant body of each fixed answer (he_body -> c[] index). */
+static const int body_const[] = {
+    C_PONG,                             /* HE_BODY_PONG */
+    C_FORBIDDEN,                        /* HE_BODY_FORBIDDEN */
+    C_NOT_ALLOWED                       /* HE_BODY_NOT_ALLOWED */
+};
+/* he_body and body_const must agree: HE_BODY_STATUS comes right after
+ * the fixed bodies. */
+typedef char he_body_order_check[
+    sizeof body_const / sizeof body_const[0] == HE_BODY_STATUS ? 1 : -1];
+
 typedef struct {
     he_config cfg;
-    he_status_cache cache;
+    he_instance inst;                   /* the health state, per process */
     SV *app;                            /* the wrapped PSGI app (owned ref) */
     SV *logger;                         /* sub ($level, $message) or NULL */
     SV *db_cb;                          /* Oracle: sub returning true/dying */
-    SV *c[11];                          /* constant strings of our answers */
+    SV *c[C_N];                         /* constant strings of our answers */
     U32 path_info_hash;                 /* of "PATH_INFO": every request
                                            looks it up */
 } he_state;
-
-enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
-       C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED,  /* in he_body order */
-       C_N };                                         /* indexes into c[] */
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -79,8 +93,19 @@ he_warn_cb(void *ctx, const char *msg)
     he_log(aTHX_ (he_state *)ctx, "error", msg);
 }
 
-/* The Oracle path: call the Perl sub with the seconds left before the
- * deadline; true is ok, false or death is fail. */
+static void
+he_log_batch_write(pTHX_ he_state *st, const he_log_batch *log)
+{
+    int i;
+
+    for (i = 0; i < log->n; i++)
+        he_log(aTHX_ st, log->line[i].level, log->line[i].text);
+}
+
+/* ---- callbacks the checker makes in its own process ------------------ */
+
+/* The Oracle path, in a run's child process: call the Perl sub with the
+ * seconds left before the deadline; true is ok, false or death is fail. */
 static he_result
 he_db_cb(void *ctx, double seconds_left, char *err, size_t errlen)
 {
@@ -88,51 +113,39 @@ he_db_cb(void *ctx, double seconds_left, char *err, size_t errlen)
     dSP;
     he_state *st = ctx;
     he_result r = HE_FAIL;
-    SV *saved_err;
     int count;
 
     ENTER;
     SAVETMPS;
-    saved_err = sv_mortalcopy(ERRSV);
     PUSHMARK(SP);
     mXPUSHn(seconds_left);
     PUTBACK;
     count = call_sv(st->db_cb, G_SCALAR | G_EVAL);
     SPAGAIN;
-    if (SvTRUE(ERRSV)) {
+    if (SvTRUE(ERRSV))
         my_snprintf(err, errlen, "%s", SvPV_nolen(ERRSV));
-    } else if (count == 1 && SvTRUE(TOPs)) {
+    else if (count == 1 && SvTRUE(TOPs))
         r = HE_OK;
-    } else {
+    else
         my_snprintf(err, errlen, "the DBI check returned false");
-    }
     if (count > 0)
         (void)POPs;
     PUTBACK;
-    sv_setsv(ERRSV, saved_err);
     FREETMPS;
     LEAVE;
     return r;
 }
 
+/* Name the checker in ps: $0, which perl writes over the argv area. */
 static void
-he_log_failures(pTHX_ he_state *st, const he_status *s)
+he_set_title(void *ctx, const char *title)
 {
-    char msg[HE_ERRLEN + 128];
+    dTHX;
+    SV *zero = get_sv("0", GV_ADD);
 
-    if (s->from_cache)
-        return;
-    if (s->db == HE_FAIL) {
-        my_snprintf(msg, sizeof msg, "database check failed (%s, %.3f s): %s",
-                    st->cfg.db.type ? st->cfg.db.type : "none",
-                    s->db_elapsed, s->db_err);
-        he_log(aTHX_ st, "error", msg);
-    }
-    if (s->redis == HE_FAIL) {
-        my_snprintf(msg, sizeof msg, "redis check failed (%.3f s): %s",
-                    s->redis_elapsed, s->redis_err);
-        he_log(aTHX_ st, "error", msg);
-    }
+    PERL_UNUSED_ARG(ctx);
+    sv_setpv(zero, title);
+    SvSETMAGIC(zero);
 }
 
 /* ---- state lifetime ---------------------------------------------------- */
@@ -146,6 +159,7 @@ he_state_free(pTHX_ SV *sv, MAGIC *mg)
     PERL_UNUSED_ARG(sv);
     if (st == NULL)
         return 0;
+    he_instance_free(&st->inst);
     he_config_free(&st->cfg);
     SvREFCNT_dec(st->app);
     SvREFCNT_dec(st->logger);
@@ -158,12 +172,13 @@ he_state_free(pTHX_ SV *sv, MAGIC *mg)
 }
 
 static void he_consts_init(pTHX_ he_state *st);
+static void he_instance_setup(he_state *st, const char *state_path);
 
 #ifdef USE_ITHREADS
 /*
  * A new Perl thread clones every CV, this one included: give the clone its
- * own state (config copy, fresh cache, its interpreter's copies of the
- * code refs), or both interpreters would free the same one.
+ * own state (config copy, its interpreter's copies of the code refs, its
+ * own attachment), or both interpreters would free the same one.
  */
 static int
 he_state_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
@@ -175,12 +190,12 @@ he_state_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
         return 0;
     Newxz(st, 1, he_state);
     he_config_copy(&st->cfg, &from->cfg);
+    he_instance_setup(st, from->inst.state_path);
     st->path_info_hash = from->path_info_hash;  /* one hash seed per process */
     st->app = sv_dup_inc(from->app, param);
     st->logger = from->logger ? sv_dup_inc(from->logger, param) : NULL;
     st->db_cb = from->db_cb ? sv_dup_inc(from->db_cb, param) : NULL;
-    he_consts_init(aTHX_ st);           /* its own: COW refcounts are not
-                                         * atomic */
+    he_consts_init(aTHX_ st);
     mg->mg_ptr = (char *)st;
     return 0;
 }
@@ -213,6 +228,15 @@ he_state_of(pTHX_ SV *handler)
     return st;
 }
 
+static void
+he_instance_setup(he_state *st, const char *state_path)
+{
+    he_instance_init(&st->inst, &st->cfg, state_path, XS_VERSION);
+    st->inst.x.db_cb = he_db_cb;
+    st->inst.x.db_cb_ctx = st;
+    st->inst.x.set_title = he_set_title;
+}
+
 /* ---- the request path -------------------------------------------------- */
 
 /* A plain string value of the env, or NULL (missing, undef, a reference).
@@ -229,105 +253,66 @@ env_str(pTHX_ HV *env, const char *key, I32 klen, U32 hash, STRLEN *len)
 }
 
 /*
- * The constant strings of our answers are made once per handler, with a
- * spare byte after the NUL for perl's copy-on-write refcount; every answer
- * gets copies that share their buffer (he_cow_copy), as perl's own
- * [ 'constant', ... ] does: no malloc, no memcpy per string.
+ * The constant strings of our answers are made once per handler as
+ * shared-key scalars; each answer gets copies (newSVsv) that share the
+ * buffer with a refcount, on every perl: no malloc or memcpy per string.
  */
-static SV *
-he_cow_const(pTHX_ const char *s, STRLEN len)
-{
-    SV *sv = newSV_type(SVt_PV);
-    char *buf;
-
-    Newx(buf, len + 2, char);
-    Copy(s, buf, len, char);
-    buf[len] = '\0';
-    SvPV_set(sv, buf);
-    SvCUR_set(sv, len);
-    SvLEN_set(sv, len + 2);
-    SvPOK_only(sv);
-    return sv;
-}
-#define HE_MK(s) he_cow_const(aTHX_ s "", sizeof(s) - 1)
+#define HE_CONST(s) newSVpvn_share(s "", (I32)(sizeof(s) - 1), 0)
 
 static void
 he_consts_init(pTHX_ he_state *st)
 {
-    st->c[C_CTYPE] = HE_MK("Content-Type");
-    st->c[C_CLEN] = HE_MK("Content-Length");
-    st->c[C_CACHE] = HE_MK("Cache-Control");
-    st->c[C_NOSTORE] = HE_MK("no-store");
-    st->c[C_ALLOW] = HE_MK("Allow");
-    st->c[C_GETHEAD] = HE_MK("GET, HEAD");
-    st->c[C_TEXT] = HE_MK("text/plain");
-    st->c[C_JSON] = HE_MK("application/json");
-    st->c[C_PONG] = HE_MK("pong");
-    st->c[C_FORBIDDEN] = HE_MK("forbidden");
-    st->c[C_NOT_ALLOWED] = HE_MK("method not allowed");
+    st->c[C_CTYPE] = HE_CONST("Content-Type");
+    st->c[C_CLEN] = HE_CONST("Content-Length");
+    st->c[C_CACHE] = HE_CONST("Cache-Control");
+    st->c[C_NOSTORE] = HE_CONST("no-store");
+    st->c[C_ALLOW] = HE_CONST("Allow");
+    st->c[C_GETHEAD] = HE_CONST("GET, HEAD");
+    st->c[C_TEXT] = HE_CONST("text/plain");
+    st->c[C_JSON] = HE_CONST("application/json");
+    st->c[C_PONG] = HE_CONST("pong");
+    st->c[C_FORBIDDEN] = HE_CONST("forbidden");
+    st->c[C_NOT_ALLOWED] = HE_CONST("method not allowed");
 }
 
-/* A copy of a constant from he_cow_const() (and only of those: they have
- * the spare byte) that shares its buffer: what sv_setsv_flags() does for
- * copy-on-write, without the rest of it. */
-static SV *
-he_cow_copy(pTHX_ SV *src)
+/* An array of exactly n elements taken from svs (their references). */
+static AV *
+he_av_of(pTHX_ SV **svs, SSize_t n)
 {
-    SV *sv;
+    AV *av = newAV();
 
-    if (!SvIsCOW(src)) {
-        SvIsCOW_on(src);
-        CowREFCNT(src) = 0;
+    if (n > 0) {
+        av_extend(av, n - 1);
+        Copy(svs, AvARRAY(av), n, SV *);
+        AvFILLp(av) = n - 1;
     }
-    if (CowREFCNT(src) == SV_COW_REFCNT_MAX)
-        return newSVpvn(SvPVX(src), SvCUR(src));
-    CowREFCNT(src)++;
-    sv = newSV_type(SVt_PV);
-    SvPV_set(sv, SvPVX(src));
-    SvCUR_set(sv, SvCUR(src));
-    SvLEN_set(sv, SvLEN(src));
-    SvFLAGS(sv) |= SVf_POK | SVp_POK | SVf_IsCOW;
-    return sv;
+    return av;
 }
 
 static SV *
 he_psgi_triple(pTHX_ he_state *st, const he_response *r)
 {
-    AV *res, *headers, *body;
-    SV **h;
+    SV *h[8], *b[1], *res[3];
     int n = 0;
 
-    headers = newAV_alloc_x(r->allow_header ? 8 : 6);
-    h = AvARRAY(headers);
-    h[n++] = he_cow_copy(aTHX_ st->c[C_CTYPE]);
-    h[n++] = he_cow_copy(aTHX_ st->c[r->body_id == HE_BODY_STATUS
-                                     ? C_JSON : C_TEXT]);
-    h[n++] = he_cow_copy(aTHX_ st->c[C_CLEN]);
+    h[n++] = newSVsv(st->c[C_CTYPE]);
+    h[n++] = newSVsv(st->c[r->body_id == HE_BODY_STATUS ? C_JSON : C_TEXT]);
+    h[n++] = newSVsv(st->c[C_CLEN]);
     h[n++] = newSVuv((UV)r->body_len);
-    h[n++] = he_cow_copy(aTHX_ st->c[C_CACHE]);
-    h[n++] = he_cow_copy(aTHX_ st->c[C_NOSTORE]);
+    h[n++] = newSVsv(st->c[C_CACHE]);
+    h[n++] = newSVsv(st->c[C_NOSTORE]);
     if (r->allow_header) {
-        h[n++] = he_cow_copy(aTHX_ st->c[C_ALLOW]);
-        h[n++] = he_cow_copy(aTHX_ st->c[C_GETHEAD]);
+        h[n++] = newSVsv(st->c[C_ALLOW]);
+        h[n++] = newSVsv(st->c[C_GETHEAD]);
     }
-    AvFILLp(headers) = n - 1;
-
-    if (r->send_body) {
-        body = newAV_alloc_x(1);
-        AvARRAY(body)[0] = r->body_id == HE_BODY_STATUS
-                           ? newSVpvn(r->body, r->body_len)
-                           : he_cow_copy(aTHX_ st->c[C_PONG + r->body_id]);
-        AvFILLp(body) = 0;
-    } else {
-        body = newAV();
-    }
-
-    res = newAV_alloc_x(3);
-    AvARRAY(res)[0] = newSViv(r->status);
-    AvARRAY(res)[1] = newRV_noinc((SV *)headers);
-    AvARRAY(res)[2] = newRV_noinc((SV *)body);
-    AvFILLp(res) = 2;
-    return newRV_noinc((SV *)res);
+    if (r->send_body)
+        b[0] = r->body_id == HE_BODY_STATUS
+               ? newSVpvn(r->body, r->body_len)
+               : newSVsv(st->c[body_const[r->body_id]]);
+    res[0] = newSViv(r->status);
+    res[1] = newRV_noinc((SV *)he_av_of(aTHX_ h, n));
+    res[2] = newRV_noinc((SV *)he_av_of(aTHX_ b, r->send_body ? 1 : 0));
+    return newRV_noinc((SV *)he_av_of(aTHX_ res, 3));
 }
 
 /* Answer one of our paths: no call into the wrapped app. */
@@ -337,7 +322,7 @@ he_answer(pTHX_ he_state *st, HV *env, he_route route)
     STRLEN mlen = 0, alen = 0;
     const char *m = env_str(aTHX_ env, "REQUEST_METHOD", 14, 0, &mlen);
     he_method method = he_route_method(m, mlen);
-    he_status status;
+    he_status status = { HE_SKIPPED, HE_SKIPPED };
     he_response resp;
     int forbidden = 0;
 
@@ -347,9 +332,10 @@ he_answer(pTHX_ he_state *st, HV *env, he_route route)
         forbidden = !he_config_addr_allowed(&st->cfg, addr, alen);
     }
     if (route == HE_ROUTE_STATUS && method != HE_METHOD_OTHER && !forbidden) {
-        he_checks_run(&st->cfg, &st->cache, st->db_cb ? he_db_cb : NULL, st,
-                      &status);
-        he_log_failures(aTHX_ st, &status);
+        he_log_batch log;
+
+        he_instance_answer(&st->inst, &status, &log);
+        he_log_batch_write(aTHX_ st, &log);
     }
     he_response_build(route, method, forbidden, &status, &resp);
     return he_psgi_triple(aTHX_ st, &resp);
@@ -442,26 +428,60 @@ he_apply_pairs(pTHX_ he_state *st, AV *pairs)
     he_config_finish(&st->cfg, he_warn_cb, st);
 }
 
+/* Say at startup where the shared state is and whether it works.  A root
+ * process (a server that drops privileges later) leaves the file to its
+ * first worker: a file made here would belong to root. */
+static void
+he_report_state(pTHX_ he_state *st)
+{
+    char err[HE_ERRLEN], msg[HE_ERRLEN + 128];
+    const char *path = st->inst.state_path;
+
+    if (path == NULL)
+        return;
+    if (geteuid() == 0) {
+        my_snprintf(msg, sizeof msg, "shared state %s: set up by the first "
+                    "worker (this process runs as root)", path);
+        he_log(aTHX_ st, "info", msg);
+    } else if (he_instance_attach(&st->inst, err, sizeof err) == 0) {
+        my_snprintf(msg, sizeof msg, "shared state %s: active", path);
+        he_log(aTHX_ st, "info", msg);
+    } else {
+        my_snprintf(msg, sizeof msg, "the state file cannot be used (%s); "
+                    "each process runs its own checker", err);
+        he_log(aTHX_ st, "error", msg);
+    }
+}
+
 MODULE = RT::Extension::HealthEndpoint  PACKAGE = RT::Extension::HealthEndpoint
 
 PROTOTYPES: DISABLE
 
 SV *
-_new(class, app, logger, db_cb, pairs)
+_new(class, app, logger, db_cb, pairs, state_file)
     SV *class
     SV *app
     SV *logger
     SV *db_cb
     AV *pairs
+    SV *state_file
   PREINIT:
     he_state *st;
     CV *handler;
     MAGIC *mg;
+    STRLEN plen = 0;
+    const char *path = NULL;
   CODE:
     PERL_UNUSED_ARG(class);
     he_check_code(aTHX_ app, "the wrapped app", 0);
     he_check_code(aTHX_ logger, "logger", 1);
     he_check_code(aTHX_ db_cb, "db_check", 1);
+    if (SvOK(state_file)) {
+        path = SvPV(state_file, plen);
+        if (strlen(path) != plen)
+            croak("RT::Extension::HealthEndpoint: state_file contains a "
+                  "NUL byte");
+    }
     Newxz(st, 1, he_state);
     he_config_init(&st->cfg);
     st->app = newSVsv(app);
@@ -475,10 +495,8 @@ _new(class, app, logger, db_cb, pairs)
     mg->mg_flags |= MGf_DUP;
     RETVAL = newRV_noinc((SV *)handler);
     he_apply_pairs(aTHX_ st, pairs);
-    /* Library-wide setup, here on the Perl thread before any check thread
-     * exists; only for MySQL, as it also sets SIGPIPE to ignored. */
-    if (st->cfg.db.kind == HE_DB_MYSQL)
-        he_mysql_global_init();
+    he_instance_setup(st, path);
+    he_report_state(aTHX_ st);
   OUTPUT:
     RETVAL
 
@@ -517,6 +535,35 @@ _effective_config(handler)
     (void)hv_stores(h, "redis_database", newSViv(st->cfg.redis.database));
     (void)hv_stores(h, "redis_sentinels", newSVuv(st->cfg.redis.n_sentinels));
     (void)hv_stores(h, "allow_from", newSVuv(st->cfg.n_allow));
+    (void)hv_stores(h, "state_file", st->inst.state_path
+                    ? newSVpv(st->inst.state_path, 0) : newSV(0));
+    RETVAL = newRV_noinc((SV *)h);
+  OUTPUT:
+    RETVAL
+
+SV *
+_shared_info(handler)
+    SV *handler
+  PREINIT:
+    he_state *st;
+    he_shared *sh;
+    HV *h;
+  CODE:
+    /* For tests and diagnostics: who the checker is, what ran. */
+    st = he_state_of(aTHX_ handler);
+    sh = st->inst.shm.sh;
+    h = newHV();
+    if (sh != NULL) {
+        (void)hv_stores(h, "file", newSViv(st->inst.shm.is_file));
+        (void)hv_stores(h, "checker_pid", newSViv(he_load32((uint32_t *)&sh->checker_pid)));
+        (void)hv_stores(h, "checker_gen", newSVuv(he_load32(&sh->checker_gen)));
+        (void)hv_stores(h, "heartbeat_age", newSVnv(
+            (double)(he_now_ns() - he_load64(&sh->heartbeat_ns)) / 1e9));
+        (void)hv_stores(h, "result_seq", newSVuv(he_load32(&sh->result_seq)));
+        (void)hv_stores(h, "db_runs", newSVuv((UV)sh->pub.check[HE_CHECK_DB].runs));
+        (void)hv_stores(h, "redis_runs", newSVuv((UV)sh->pub.check[HE_CHECK_REDIS].runs));
+        (void)hv_stores(h, "running", newSVuv(he_load32(&sh->running)));
+    }
     RETVAL = newRV_noinc((SV *)h);
   OUTPUT:
     RETVAL

@@ -145,51 +145,59 @@ int he_config_parse_path(const char *s);
 /* 1 if the address (text form, v4 or v6) is inside one of the CIDRs. */
 int he_config_addr_allowed(const he_config *c, const char *addr, size_t len);
 
+/* ---- one check's run (he_time.c) ----------------------------------- */
+
+/* Where a check is: published in the shared state while it runs, so that
+ * a reader past the deadline can say what was under way. */
+typedef enum {
+    HE_PHASE_IDLE = 0,
+    HE_PHASE_STARTING,
+    HE_PHASE_RESOLVING,
+    HE_PHASE_CONNECTING,
+    HE_PHASE_AUTHENTICATING,
+    HE_PHASE_QUERYING,
+    HE_PHASE_DONE
+} he_phase;
+
+const char *he_phase_name(unsigned phase);   /* "connecting", ... */
+
+/* What a backend gets: its deadline, where to say its phase, where to
+ * write why it failed. */
+typedef struct {
+    double deadline;                    /* he_time_now() seconds */
+    double start;                       /* when the check began */
+    unsigned *phase;                    /* shared; NULL: not published */
+    char *err;                          /* the reason on HE_FAIL */
+    size_t errlen;                      /* >= 1 */
+} he_probe;
+
+void he_probe_phase(he_probe *p, he_phase phase);
+
 /* ---- backends (he_pg.c, he_mysql.c, he_sqlite.c, he_redis.c) --------- */
 
-/* Connect, authenticate and run one trivial query, all before deadline.
- * Opens and closes its own connection: nothing survives the call.  The
- * network checks run only on he_checks.c's threads, which block every
- * signal (SIGPIPE from a dropped connection included). */
-he_result he_pg_check(const he_db_config *c, double deadline,
-                      char *err, size_t errlen);
-he_result he_mysql_check(const he_db_config *c, double deadline,
-                         char *err, size_t errlen);
-he_result he_sqlite_check(const he_db_config *c, double deadline,
-                          char *err, size_t errlen);
+/* Connect, authenticate and run one trivial query, all before the
+ * deadline.  Opens and closes its own connection: nothing survives the
+ * call.  They run only in a run's child process of the checker
+ * (he_checker.c), which ignores SIGPIPE and is killed when overdue. */
+he_result he_pg_check(const he_db_config *c, he_probe *p);
+he_result he_mysql_check(const he_db_config *c, he_probe *p);
+he_result he_sqlite_check(const he_db_config *c, he_probe *p);
 /* Connect (through the sentinels if configured), AUTH, SELECT, PING. */
-he_result he_redis_check(const he_redis_config *c, double deadline,
-                         char *err, size_t errlen);
+he_result he_redis_check(const he_redis_config *c, he_probe *p);
 
-/* Process-wide library setup, once, before any thread runs a check
- * (mysql_library_init is not thread-safe).  Opens nothing.  Called when a
- * wrapper for a MySQL database is built: the library also ignores SIGPIPE
- * process-wide, which RT on DBD::mysql gets anyway. */
+/* Library setup for the MySQL client, once per process before a check
+ * (the run child calls it). */
 void he_mysql_global_init(void);
 
-/* ---- checks: dispatch, concurrency, cache (he_checks.c) -------------- */
-
-/* For HE_DB_CALLBACK: runs on the calling thread. */
+/* For HE_DB_CALLBACK (Oracle through DBI): runs in the run's child. */
 typedef he_result (*he_db_callback)(void *ctx, double seconds_left,
                                     char *err, size_t errlen);
 
+/* The answer to one status request. */
 typedef struct {
     he_result db;
     he_result redis;
-    char db_err[HE_ERRLEN];             /* set when db == HE_FAIL */
-    char redis_err[HE_ERRLEN];          /* set when redis == HE_FAIL */
-    double db_elapsed;                  /* seconds */
-    double redis_elapsed;
-    int from_cache;                     /* 1: reused, nothing was run */
 } he_status;
-
-typedef struct {
-    int valid;
-    long pid;                           /* process that ran it: a forked
-                                           child never reuses its parent's */
-    double at;                          /* he_time_now() of the run */
-    he_result db, redis;
-} he_status_cache;
 
 /* Names of the backends compiled in, e.g. "Pg mysql SQLite Redis". */
 const char *he_checks_backends(void);
@@ -198,14 +206,10 @@ const char *he_checks_backends(void);
 int he_checks_have_db(he_db_kind kind);
 int he_checks_have_redis(void);
 
-/* Run the database and Redis checks at the same time, bounded by
- * c->timeout, or reuse the cached result if it is younger than
- * c->cache_seconds.  Network checks run on short-lived detached threads
- * so that even a blocking name lookup cannot hold the caller past the
- * deadline; a thread that overruns is abandoned and cleans up after
- * itself.  cb (may be NULL) runs on the calling thread. */
-void he_checks_run(const he_config *c, he_status_cache *cache,
-                   he_db_callback cb, void *cb_ctx, he_status *out);
+/* A 64-bit hash of what the checks run with (database, Redis, timeout)
+ * and the module version: two processes with the same hash run the same
+ * checks. */
+unsigned long long he_config_hash(const he_config *c, const char *version);
 
 /* ---- routing and responses (he_route.c, he_response.c) --------------- */
 

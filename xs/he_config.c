@@ -768,3 +768,63 @@ he_config_finish(he_config *c, he_warn_fn warn, void *ctx)
         warn(ctx, "WebSessionProperties: 'sentinels' given without "
                   "'service'; the sentinels are ignored");
 }
+
+/* ---- the configuration's identity ------------------------------------- */
+
+/* FNV-1a over one field, then a separator that no string contains, so
+ * that ("ab", "c") and ("a", "bc") differ; NULL differs from "". */
+static unsigned long long
+hash_str(unsigned long long h, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    if (s != NULL)
+        for (; *p; p++)
+            h = (h ^ *p) * 1099511628211ULL;
+    h = (h ^ (s ? 0xffu : 0xfeu)) * 1099511628211ULL;
+    return h;
+}
+
+static unsigned long long
+hash_num(unsigned long long h, double v)
+{
+    char buf[64];
+
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return hash_str(h, buf);
+}
+
+unsigned long long
+he_config_hash(const he_config *c, const char *version)
+{
+    unsigned long long h = 14695981039346656037ULL;
+    const he_db_config *d = &c->db;
+    const he_redis_config *r = &c->redis;
+    size_t i;
+
+    h = hash_str(h, version);
+    h = hash_num(h, c->timeout);
+    h = hash_num(h, (double)d->kind);
+    h = hash_str(h, d->type);
+    h = hash_str(h, d->host);
+    h = hash_str(h, d->port);
+    h = hash_str(h, d->name);
+    h = hash_str(h, d->user);
+    h = hash_str(h, d->password);
+    for (i = 0; i < d->n_extra; i++) {
+        h = hash_str(h, d->extra[i].key);
+        h = hash_str(h, d->extra[i].value);
+    }
+    h = hash_num(h, r->enabled * 2 + r->invalid);
+    h = hash_str(h, r->server.host);
+    h = hash_num(h, r->server.port);
+    h = hash_str(h, r->sock);
+    h = hash_str(h, r->username);
+    h = hash_str(h, r->password);
+    h = hash_num(h, r->database);
+    for (i = 0; i < r->n_sentinels; i++) {
+        h = hash_str(h, r->sentinels[i].host);
+        h = hash_num(h, r->sentinels[i].port);
+    }
+    return hash_str(h, r->service);
+}

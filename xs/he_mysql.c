@@ -17,6 +17,7 @@
 
 #ifdef HE_WITH_MYSQL
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -194,6 +195,17 @@ myc_set_options(MYSQL *m, const myc_opts *o, double deadline,
     }
 #endif
     return HE_OK;
+}
+
+/* 1 if connecting to host starts with a name lookup. */
+static int
+myc_is_name(const char *host)
+{
+    unsigned char buf[16];
+
+    return strcmp(host, "localhost") != 0
+        && inet_pton(AF_INET, host, buf) != 1
+        && inet_pton(AF_INET6, host, buf) != 1;
 }
 
 /* c->port as a number; NULL or "" is 0 (library default).  0 or -1. */
@@ -458,19 +470,21 @@ cleanup:
 }
 
 /*
- * he_mysql_check - see he.h.  Runs on a check thread, so it brackets its
- * work with mysql_thread_init()/mysql_thread_end(); do not call it on a
- * thread that keeps using the client library afterwards (DBD::mysql).
+ * he_mysql_check - see he.h.  Runs in a run's child process; the library
+ * is set up there (he_mysql_global_init) and the connection closed before
+ * the child exits.
  */
 he_result
-he_mysql_check(const he_db_config *c, double deadline,
-               char *err, size_t errlen)
+he_mysql_check(const he_db_config *c, he_probe *p)
 {
-    double start = he_time_now();
+    double deadline = p->deadline, start = p->start;
+    char *err = p->err;
+    size_t errlen = p->errlen;
     MYSQL *m;
     myc_opts o;
     he_result r;
 
+    he_mysql_global_init();
     mysql_thread_init();
     m = mysql_init(NULL);
     if (m == NULL) {
@@ -480,8 +494,11 @@ he_mysql_check(const he_db_config *c, double deadline,
     }
     myc_parse_extra(c, &o);
     r = myc_set_options(m, &o, deadline, err, errlen);
+    he_probe_phase(p, c->host && *c->host && myc_is_name(c->host)
+                      ? HE_PHASE_RESOLVING : HE_PHASE_CONNECTING);
     if (r == HE_OK)
         r = myc_connect(m, c, &o, deadline, start, err, errlen);
+    he_probe_phase(p, HE_PHASE_QUERYING);
     if (r == HE_OK)
         r = myc_query(m, deadline, start, err, errlen);
 
@@ -492,7 +509,7 @@ cleanup:
     return r;
 }
 
-/* Once, at module load, before any check thread exists. */
+/* Once per process, before the first connection. */
 void
 he_mysql_global_init(void)
 {

@@ -91,14 +91,16 @@ cleanup:
  * path).  Opened read-only, so a missing file is never created.
  */
 he_result
-he_sqlite_check(const he_db_config *c, double deadline,
-                char *err, size_t errlen)
+he_sqlite_check(const he_db_config *c, he_probe *p)
 {
-    double start = he_time_now();
+    double deadline = p->deadline, start = p->start;
+    char *err = p->err;
+    size_t errlen = p->errlen;
     sqlite3 *db = NULL;
     he_result r;
     int rc;
 
+    he_probe_phase(p, HE_PHASE_CONNECTING);
     r = sqc_stat(c->name, err, errlen);
     if (r != HE_OK)
         return r;
@@ -109,6 +111,7 @@ he_sqlite_check(const he_db_config *c, double deadline,
         r = HE_FAIL;
         goto cleanup;
     }
+    he_probe_phase(p, HE_PHASE_QUERYING);
     sqlite3_busy_timeout(db, he_time_left_ms(deadline));
     sqlite3_progress_handler(db, SQC_PROGRESS_OPS, sqc_past_deadline,
                              &deadline);

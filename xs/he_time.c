@@ -1,8 +1,10 @@
 /*
- * he_time.c - the monotonic clock and deadline-bounded waits on a socket.
+ * he_time.c - the monotonic clock, deadline-bounded waits on a socket, and
+ * a check's phase.
  *
  * Every backend drives its library's non-blocking API with these, so a
- * check never waits past its deadline, whatever the peer does.
+ * check never waits past its deadline, whatever the peer does; where a
+ * library blocks anyway (a name lookup), the checker kills the run.
  */
 #include <errno.h>
 #include <poll.h>
@@ -85,4 +87,24 @@ he_time_wait_error(int w, const char *what, double start, char *err,
                  he_time_now() - start, what);
     else
         snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
+}
+
+static const char *const phase_names[] = {
+    "idle", "starting", "resolving", "connecting", "authenticating",
+    "querying", "done"
+};
+
+const char *
+he_phase_name(unsigned phase)
+{
+    if (phase >= sizeof phase_names / sizeof phase_names[0])
+        return "unknown";
+    return phase_names[phase];
+}
+
+void
+he_probe_phase(he_probe *p, he_phase phase)
+{
+    if (p->phase != NULL)
+        __atomic_store_n(p->phase, (unsigned)phase, __ATOMIC_RELEASE);
 }

@@ -15,7 +15,7 @@ my %REDIS_KEYS
     = map { $_ => 1 } qw(server sock username password database sentinels service);
 my %WRAP_OPTIONS = map { $_ => 1 } qw(
     ping_path status_path timeout cache_seconds allow_from
-    db db_check check_redis redis logger
+    db db_check check_redis redis logger state_file
 );
 
 # The core, usable by any PSGI application: RT's glue below only maps
@@ -69,7 +69,8 @@ sub wrap {
         }
     }
 
-    return $class->_new($app, $logger, $opt{db_check}, \@pairs);
+    return $class->_new($app, $logger, $opt{db_check}, \@pairs,
+        $opt{state_file});
 }
 
 sub _hash {
@@ -133,6 +134,14 @@ sub _options_from_rt {
     for my $k (keys %map) {
         my $v = _rt_get($map{$k});
         $opt{$k} = $v if defined $v;
+    }
+    # One state per RT instance: beside Mason's cache, which the web user
+    # can write in every layout (VarPath itself is root's in source installs)
+    $opt{state_file} = _rt_get('HealthEndpoint_StateFile');
+    if (!defined $opt{state_file} && defined $RT::MasonDataDir) {
+        require File::Spec;
+        $opt{state_file}
+            = File::Spec->catfile($RT::MasonDataDir, 'healthendpoint.state');
     }
 
     my $type = _rt_get('DatabaseType');

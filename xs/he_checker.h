@@ -1,0 +1,64 @@
+/*
+ * he_checker.h - the one process per RT instance that runs the checks.
+ *
+ * RT's workers never run a check: a status request reads the shared
+ * result (he_status.c) and, when it is too old, asks the checker for a
+ * run.  The checker is started by whichever worker finds none alive (it
+ * wins an flock on the state's .lock file), double-forked so that it
+ * outlives that worker, and forks one child per check and run, killed
+ * when it overstays its deadline.
+ */
+#ifndef HE_CHECKER_H
+#define HE_CHECKER_H
+
+#include "he.h"
+#include "he_shared.h"
+
+#define HE_NS_PER_MS 1000000LL
+#define HE_NS_PER_S 1000000000LL
+
+#define HE_TICK_NS (500 * HE_NS_PER_MS)         /* heartbeat period */
+#define HE_SUSPECT_NS (1 * HE_NS_PER_S)         /* late: does it live? */
+#define HE_STALE_NS (2 * HE_NS_PER_S)           /* no heartbeat: replace */
+#define HE_KILL_GRACE_NS (200 * HE_NS_PER_MS)   /* overdue run: kill */
+#define HE_LEASE_NS (300 * HE_NS_PER_S)         /* no reader: exit */
+#define HE_RUN_DATA_EXTRA (64ULL << 20)         /* RLIMIT_DATA headroom */
+
+/* Names the checker in ps (the glue sets $0). */
+typedef void (*he_title_fn)(void *ctx, const char *title);
+
+/* What a checker runs with.  A started checker keeps using this memory
+ * (its own copy, after the fork), so it must stay valid in the caller's
+ * process for the duration of the call that starts it. */
+typedef struct {
+    const he_config *cfg;               /* the checks */
+    unsigned long long hash;            /* he_config_hash(cfg, version) */
+    long long stamp;                    /* when cfg was built (realtime ns) */
+    const char *version;                /* the module's */
+    he_db_callback db_cb;               /* Oracle through DBI, or NULL */
+    void *db_cb_ctx;
+    he_title_fn set_title;              /* may be NULL */
+    void *title_ctx;
+} he_checker_ctx;
+
+typedef enum {
+    HE_CHECKER_SERVES = 0,              /* one is alive, config ok for x */
+    HE_CHECKER_STARTED,                 /* this call started one */
+    HE_CHECKER_ELSEWHERE,               /* another process holds the lock */
+    HE_CHECKER_REPLACED,                /* the state file was replaced */
+    HE_CHECKER_ERROR                    /* could not start one (err) */
+} he_checker_state;
+
+/*
+ * Make sure a checker serves m with x's configuration or a newer one: if
+ * none is alive (no heartbeat for HE_STALE_NS, or its pid is gone) one is
+ * started; a hung one is killed first; one running an older configuration
+ * than x (by stamp) is asked to retire and replaced.
+ */
+he_checker_state he_checker_ensure(he_shm *m, const he_checker_ctx *x,
+                                   char *err, size_t errlen);
+
+/* Ask the checker of m to exit (a private state's owner going away). */
+void he_checker_retire(he_shm *m);
+
+#endif /* HE_CHECKER_H */
