@@ -268,6 +268,74 @@ MariaDB Connector/C or libmysqlclient for MySQL and MariaDB, libsqlite3 for
 SQLite, hiredis for Redis.  Oracle is checked through DBI with RT's own
 DSN; it is the one non-native path.
 
+=head1 INSTALLATION
+
+    perl Makefile.PL RTHOME=/opt/rt6     # says where it will install
+    make
+    make test                            # optional; starts its own servers
+    make install
+
+Where C<make install> puts the files:
+
+=over
+
+=item RT installed from source (F</opt/rt4>, F</opt/rt5>, F</opt/rt6>)
+
+C<RTHOME=/opt/rt6> installs into that RT's C<$LocalPluginPath>,
+F</opt/rt6/local/plugins>.  F<Makefile.PL> reads it from RT's
+F<lib/RT/Generated.pm>, where a source install keeps it relative
+(F<local/plugins>), and resolves it against C<$BasePath> as RT does.
+
+=item Debian's C<request-tracker5> or C<request-tracker4>
+
+C<RTHOME=/usr/share/request-tracker5> installs into
+F</usr/local/share/request-tracker5/plugins> (with C<4>,
+F</usr/local/share/request-tracker4/plugins>).
+
+=item A plugin directory named directly
+
+C<RT_PLUGIN_DIR=/some/plugins> installs into that directory, which must
+be one RT looks in: its C<$LocalPluginPath> or its C<$PluginPath>.
+
+=back
+
+In each case the files go into
+F<< <plugin dir>/RT-Extension-HealthEndpoint/ >>: the module and its
+shared object under F<lib/>, which RT adds to C<@INC> for the plugin, and
+this documentation as a man page under F<man/>.  No F<.packlist> or
+F<perllocal.pod> is written.  C<RTHOME> and C<RT_PLUGIN_DIR> may also be
+set in the environment.  Without either, C<make install> installs into
+Perl's F<site_perl> like any module, which is enough when RT runs on that
+perl.
+
+Then enable the plugin in F<RT_SiteConfig.pm>:
+
+    Plugin('RT::Extension::HealthEndpoint');
+
+On Debian, put that line in a file in
+F</etc/request-tracker5/RT_SiteConfig.d/> whose name ends in F<.pm>
+(others are not read), for instance F<70-healthendpoint.pm>, and make it
+readable by the web server's user (C<www-data>).
+
+Clear the Mason cache, C<rm -rf E<lt>MasonDataDirE<gt>/obj>:
+
+    rm -rf /opt/rt6/var/mason_data/obj                    # source install
+    rm -rf /var/cache/request-tracker5/mason_data/obj     # Debian
+
+and restart RT: the web server (C<systemctl restart apache2>), or for an
+nginx setup on Debian the FastCGI service (C<systemctl restart rt5-fcgi>).
+
+The documentation of an installed plugin is read from its directory:
+
+    perldoc /opt/rt6/local/plugins/RT-Extension-HealthEndpoint/lib/RT/Extension/HealthEndpoint.pm
+    man -M /opt/rt6/local/plugins/RT-Extension-HealthEndpoint/man RT::Extension::HealthEndpoint
+
+To uninstall, remove the C<Plugin(...)> line, then the plugin directory
+(F<< <plugin dir>/RT-Extension-HealthEndpoint >>), clear the Mason cache
+and restart RT.  C<make uninstall> is no help for a plugin install, which
+writes no F<.packlist>; for a F<site_perl> install it lists the installed
+files from the F<.packlist> (current MakeMaker no longer deletes them).
+
 =head1 CONFIGURATION
 
 =over
