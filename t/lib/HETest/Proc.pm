@@ -1,0 +1,107 @@
+package HETest::Proc;
+
+=head1 NAME
+
+HETest::Proc - look at processes from tests: the checker, descriptors, threads
+
+=head1 SYNOPSIS
+
+    use HETest::Proc qw(:all);
+    my @pids = checkers($state_file);     # live checkers of that state
+    my @fds  = fds($pid);                 # [ fd => target ], ...
+    my %st   = proc_status($pid);         # Threads, VmRSS (kB), PPid, Uid
+    wait_for(5, sub { !checkers($state) }) or fail(...);
+
+Linux only (/proc); a test that needs it skips elsewhere.
+
+=cut
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use Time::HiRes ();
+
+our @EXPORT_OK = qw(checkers fds proc_status proc_cmdline wait_for
+                    children_of run_children);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+sub proc_cmdline {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/cmdline" or return undef;
+    local $/;
+    my $c = <$fh>;
+    return undef unless defined $c;
+    $c =~ s/\0+\z//;
+    $c =~ tr/\0/ /;
+    return $c;
+}
+
+sub proc_status {
+    my ($pid) = @_;
+    my %s;
+    open my $fh, '<', "/proc/$pid/status" or return ();
+    while (my $line = <$fh>) {          # not $_: callers grep with it
+        $s{$1} = $2 if $line =~ /^(\w+):\s+(.*?)\s*$/;
+    }
+    $s{State} =~ s/\s.*// if defined $s{State};
+    return %s;
+}
+
+# Live (not zombie) processes whose command line names this checker.
+sub checkers {
+    my ($state) = @_;
+    my $want = defined $state ? "rt-healthendpoint checker ($state)"
+                              : 'rt-healthendpoint checker';
+    my @pids;
+    opendir my $d, '/proc' or return ();
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        my $c = proc_cmdline($pid) // next;
+        next unless index($c, $want) == 0;
+        my %s = proc_status($pid);
+        push @pids, $pid unless ($s{State} // '') =~ /^[ZX]/;
+    }
+    my @sorted = sort { $a <=> $b } @pids;   # a count in scalar context
+    return @sorted;
+}
+
+# The run children of a checker (rt-he-database, rt-he-redis).
+sub run_children {
+    my ($checker) = @_;
+    return grep {
+        my %s = proc_status($_);
+        ($s{Name} // '') =~ /^rt-he-(?:database|redis)$/
+            && ($s{State} // '') !~ /^[ZX]/
+    } children_of($checker);
+}
+
+sub children_of {
+    my ($ppid) = @_;
+    my @pids;
+    opendir my $d, '/proc' or return ();
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        my %s = proc_status($pid);
+        push @pids, $pid if ($s{PPid} // -1) == $ppid;
+    }
+    return @pids;
+}
+
+sub fds {
+    my ($pid) = @_;
+    opendir my $d, "/proc/$pid/fd" or return ();
+    return map { [ $_ => readlink("/proc/$pid/fd/$_") // '?' ] }
+           sort { $a <=> $b } grep { /^\d+$/ } readdir $d;
+}
+
+# Poll $code every 50 ms for up to $seconds; returns its last value.
+sub wait_for {
+    my ($seconds, $code) = @_;
+    my $until = Time::HiRes::time() + $seconds;
+    while (1) {
+        my $v = $code->();
+        return $v if $v || Time::HiRes::time() > $until;
+        Time::HiRes::sleep(0.05);
+    }
+}
+
+1;
