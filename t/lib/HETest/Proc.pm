@@ -58,8 +58,9 @@ sub checkers {
     for my $pid (grep { /^\d+$/ } readdir $d) {
         my $c = proc_cmdline($pid) // next;
         next unless index($c, $want) == 0;
-        my %s = proc_status($pid);
-        push @pids, $pid unless ($s{State} // '') =~ /^[ZX]/;
+        my %s = proc_status($pid);      # its run children share the title
+        push @pids, $pid if ($s{Name} // '') eq 'rt-he-checker'
+                         && ($s{State} // '') !~ /^[ZX]/;
     }
     my @sorted = sort { $a <=> $b } @pids;   # a count in scalar context
     return @sorted;
