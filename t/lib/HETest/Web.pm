@@ -128,7 +128,7 @@ our @EXPORT_OK = qw(
     web_missing require_or_skip subtest_requires
     rt_for_web start_apache_fcgid start_apache_modperl start_nginx_fcgi
     start_server eg_file eg_template eg_dir deployment_checks
-    http_get http_head_raw http_request poll run_as_server find_program
+    http_get http_head_raw http_request poll wait_for_status run_as_server find_program
     server_user_group
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -136,13 +136,13 @@ our %EXPORT_TAGS = (all => \@EXPORT_OK);
 # Test::More looks for $TODO in the package that calls it: this one.
 our $TODO;
 
-our $APACHE      = $ENV{HETEST_APACHE}  || first_program('apache2', 'httpd');
+our $APACHE      = program(q(HETEST_APACHE), q(apache2), q(httpd));
 our $APACHE_MODS = $ENV{HETEST_APACHE_MODULES} || '/usr/lib/apache2/modules';
-our $NGINX       = $ENV{HETEST_NGINX}   || first_program('nginx');
-our $SPAWN_FCGI  = $ENV{HETEST_SPAWN_FCGI} || first_program('spawn-fcgi');
-our $HAPROXY     = $ENV{HETEST_HAPROXY} || first_program('haproxy');
-our $BLACKBOX    = $ENV{HETEST_BLACKBOX} || first_program('prometheus-blackbox-exporter', 'blackbox_exporter');
-our $ICINGA2     = $ENV{HETEST_ICINGA2} || first_program('icinga2');
+our $NGINX       = program(q(HETEST_NGINX), q(nginx));
+our $SPAWN_FCGI  = program(q(HETEST_SPAWN_FCGI), q(spawn-fcgi));
+our $HAPROXY     = program(q(HETEST_HAPROXY), q(haproxy));
+our $BLACKBOX    = program(q(HETEST_BLACKBOX), q(prometheus-blackbox-exporter), q(blackbox_exporter));
+our $ICINGA2     = program(q(HETEST_ICINGA2), q(icinga2));
 our $PLUGIN_DIR  = $ENV{HETEST_NAGIOS_PLUGINS} || '/usr/lib/nagios/plugins';
 our $RT_ETC      = $ENV{HETEST_RT_ETC} || '/etc/request-tracker5';
 our $RT_FCGI     = "$HETest::RT::RT_HOME/libexec/rt-server.fcgi";
@@ -170,6 +170,13 @@ sub find_program {
 }
 
 sub first_program { for (@_) { my $p = find_program($_); return $p if $p } return undef }
+
+# The program named by $ENV{$var} (must be executable: set it to a bad path
+# to see the skip), else the first of @names found.
+sub program {
+    my ($var, @names) = @_;
+    return defined $ENV{$var} ? find_program($ENV{$var}) : first_program(@names);
+}
 
 sub eg_dir { return abs_path("$FindBin::Bin/../eg") // "$FindBin::Bin/../eg" }
 
@@ -251,11 +258,11 @@ sub _plugin_missing {
     my $p = "$PLUGIN_DIR/$name";
     my $pkg = $name eq 'check_http' ? 'monitoring-plugins-basic' : 'monitoring-plugins-standard';
     return "$p not installed (package $pkg)" unless -x $p;
-    my $out = `'$p' -V 2>&1`;
-    return "$p -V fails: " . join(' ', split /\n/, $out)
-        . ($out =~ /liburiparser/ ? ' (install liburiparser1, only recommended by monitoring-plugins-standard)' : '')
-        if $? != 0;
-    return ();
+    # (-V exits 3, UNKNOWN, even when all is well: look at what it says)
+    my $out = `'$p' -V 2>&1` // '';
+    return () if $out =~ /^\Q$name\E v\d/;
+    return "$p cannot run: " . join(' ', split /\n/, $out)
+        . ($out =~ /liburiparser/ ? ' (install liburiparser1, only recommended by monitoring-plugins-standard)' : '');
 }
 
 sub require_or_skip {
@@ -738,6 +745,21 @@ sub poll {
     }
 }
 
+# After the database changed state at time $since: poll $url until it
+# answers $code, for at most CacheSeconds + 2 x Timeout from $since.  Then
+# wait, if need be, until CacheSeconds + Timeout after $since, when no
+# worker can still hold a result from before the change (each worker has
+# its own cache), so that every later probe must answer $code too.
+sub wait_for_status {
+    my ($url, $code, $since) = @_;
+    my ($cache, $timeout) = @HE_CONFIG{qw(HealthEndpoint_CacheSeconds HealthEndpoint_Timeout)};
+    $since //= time;
+    my $got = poll($since + $cache + 2 * $timeout - time, sub { http_get($url)->{status} == $code });
+    my $left = $since + $cache + $timeout - time;
+    sleep $left if $left > 0;
+    return $got;
+}
+
 # Run a command to completion as the server user; returns (exit code, output).
 sub run_as_server {
     my ($rt, @cmd) = @_;
@@ -901,7 +923,7 @@ sub deployment_checks {
     Test::More::subtest('database down => 503, ping still 200, back => 200' => sub {
         my $mark = $rt->rt_log_mark;
         $rt->stop_pg;
-        my $got = poll($settle, sub { http_get($status_url)->{status} == 503 });
+        my $got = wait_for_status($status_url, 503, time);
         Test::More::ok($got, "503 within CacheSeconds + 2 x Timeout ($settle s)");
         check_status($web, \%fail, 'status fail', %h);
         check_ping($web, 'ping with the database down', %h);
@@ -915,7 +937,7 @@ sub deployment_checks {
             "the plugin runs from $inc");
 
         $rt->start_pg;
-        $got = poll($settle, sub { http_get($status_url)->{status} == 200 });
+        $got = wait_for_status($status_url, 200, time);
         Test::More::ok($got, "200 again within $settle s");
         my @bad = grep { $_ != 200 } map { http_get($status_url)->{status} } 1 .. 10;
         Test::More::is(scalar(@bad), 0, '10 more status probes: all 200') or Test::More::diag("@bad");
