@@ -218,7 +218,7 @@ sub web_missing {
             push @why, 'nginx not installed (package nginx)' unless $NGINX;
             push @why, "$FASTCGI_PARAMS missing (package nginx-common)" unless -f $FASTCGI_PARAMS;
             push @why, 'spawn-fcgi not installed (package spawn-fcgi)' unless $SPAWN_FCGI;
-            push @why, "Debian's nginx example for RT missing (package rt5-fcgi)"
+            push @why, "Debian's nginx example for RT missing (package rt5-fcgi; or /usr/share/doc excluded by dpkg path-exclude)"
                 unless $NGINX_EXAMPLE;
             push @why, _fcgi_missing();
         } elsif ($w eq 'haproxy') {
