@@ -99,6 +99,18 @@ front end adds to 200 answers; default: none allowed).
 Requests on a fresh connection, no cookie jar.  http_head_raw returns every
 byte the server sent for a HEAD.
 
+=item poll($seconds, $code, $step), wait_for_status($url, $code, $since)
+
+poll calls $code until it returns true or $seconds are over.
+wait_for_status polls $url for the HTTP status $code for at most
+CacheSeconds + 2 x Timeout after $since (when the database changed), then
+waits until no worker can still answer from a result taken before $since.
+
+=item run_as_server($rt, @cmd, { env => {...} })
+
+Runs a command to completion as the server user; returns (exit code,
+output).
+
 =back
 
 The server object: C<name>, C<port>, C<base> (C<http://127.0.0.1:port/rt>),
@@ -146,7 +158,6 @@ our $ICINGA2     = program(q(HETEST_ICINGA2), q(icinga2));
 our $PLUGIN_DIR  = $ENV{HETEST_NAGIOS_PLUGINS} || '/usr/lib/nagios/plugins';
 our $RT_ETC      = $ENV{HETEST_RT_ETC} || '/etc/request-tracker5';
 our $RT_FCGI     = "$HETest::RT::RT_HOME/libexec/rt-server.fcgi";
-our $RT_PSGI     = "$HETest::RT::RT_HOME/libexec/rt-server";
 our $NGINX_EXAMPLE = first_existing(
     '/usr/share/doc/rt5-fcgi/examples/request-tracker5.conf',
     '/usr/share/doc/rt5-fcgi/examples/request-tracker5.conf.gz');
