@@ -432,7 +432,6 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
     k.master_start = master > 0 ? he_proc_starttime(master) : 0;
     he_proc_reset_signals();
     he_proc_close_fds(lockfd);
-    he_proc_set_name("rt-he-checker");
     if (m->is_file)
         snprintf(title, sizeof title, "rt-healthendpoint checker (%s)",
                  m->path);
@@ -441,6 +440,7 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
                  "process %ld only)", master);
     if (x->set_title != NULL)
         x->set_title(x->title_ctx, title);
+    he_proc_set_name("rt-he-checker");  /* after: $0 sets it too */
     he_proc_limit(HE_RUN_DATA_EXTRA, 0);
     take_over(&k);
     for (;;) {
