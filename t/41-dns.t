@@ -13,7 +13,7 @@ use FindBin;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
-use HETest::Proc qw(:all);
+use HETest::Ps qw(:all);
 
 plan skip_all => 'needs Linux /proc' unless -r '/proc/self/status';
 

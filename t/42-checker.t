@@ -12,7 +12,7 @@ use File::Temp qw(tempdir);
 use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
-use HETest::Proc qw(:all);
+use HETest::Ps qw(:all);
 use HETest::Servers qw(start_fake_peer);
 use RT::Extension::HealthEndpoint;
 

@@ -13,7 +13,7 @@ use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
-use HETest::Proc qw(:all);
+use HETest::Ps qw(:all);
 use RT::Extension::HealthEndpoint;
 
 plan skip_all => 'needs Linux /proc' unless -r '/proc/self/status';

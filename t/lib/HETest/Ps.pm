@@ -1,12 +1,12 @@
-package HETest::Proc;
+package HETest::Ps;
 
 =head1 NAME
 
-HETest::Proc - look at processes from tests: the checker, descriptors, threads
+HETest::Ps - look at processes from tests: the checker, descriptors, threads
 
 =head1 SYNOPSIS
 
-    use HETest::Proc qw(:all);
+    use HETest::Ps qw(:all);
     my @pids = checkers($state_file);     # live checkers of that state
     my @fds  = fds($pid);                 # [ fd => target ], ...
     my %st   = proc_status($pid);         # Threads, VmRSS (kB), PPid, Uid
