@@ -1,20 +1,22 @@
 package HEBench;
 
-# Small shared helpers of bench/: statistics, result lines, running
-# servers as an unprivileged user.  Self-contained (core Perl only).
+# Small shared helpers of bench/: statistics, result lines, wrk runs, CPU
+# accounting.  The servers (Starman, PostgreSQL, Redis, RT) come from
+# t/lib (HETest::Servers, HETest::RT), which scripts using HEBench find in
+# @INC.
 
 use strict;
 use warnings;
 
+use Cwd qw(abs_path);
 use Exporter qw(import);
-use IO::Socket::INET;
+use File::Basename qw(dirname);
 use POSIX ();
 use Time::HiRes ();
 
-our @EXPORT_OK = qw(
-    percentile median result note now_us
-    free_port wait_port spawn stop_pid run_user wrk group_cpu
-);
+use lib abs_path(dirname(__FILE__) . '/../../t/lib');
+
+our @EXPORT_OK = qw(percentile median result note now_us wrk group_cpu);
 
 # ---- statistics -------------------------------------------------------
 
@@ -45,83 +47,6 @@ sub result {
 sub note { print "  ", @_, "\n" }
 
 # ---- processes --------------------------------------------------------
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1)
-        or die "cannot bind 127.0.0.1:0: $!\n";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
-sub wait_port {
-    my ($port, $pid, $timeout) = @_;
-    my $until = Time::HiRes::time() + ($timeout || 30);
-    while (Time::HiRes::time() < $until) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                      Proto => 'tcp', Timeout => 1);
-        return 1 if $s;
-        return 0 if $pid && waitpid($pid, POSIX::WNOHANG()) == $pid;
-        Time::HiRes::sleep(0.05);
-    }
-    return 0;
-}
-
-# The user servers run as: nobody when we are root, else ourselves.
-sub run_user {
-    return () unless $> == 0;
-    my @pw = getpwnam('nobody') or die "running as root but there is no user nobody\n";
-    return (uid => $pw[2], gid => $pw[3], name => 'nobody');
-}
-
-# Fork and exec @$cmd in a new session (so stop_pid can signal the whole
-# group), as run_user() (unless as_user => 0), output appended to $log.
-# Returns the pid.
-sub spawn {
-    my (%a) = @_;
-    my %u = ($a{as_user} // 1) ? run_user() : ();
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        eval {
-            POSIX::setsid();
-            open STDIN, '<', '/dev/null' or die "stdin: $!\n";
-            open STDOUT, '>>', $a{log} or die "open $a{log}: $!\n";
-            open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
-            if (%u) {
-                $) = "$u{gid} $u{gid}";
-                POSIX::setgid($u{gid}) or die "setgid: $!\n";
-                POSIX::setuid($u{uid}) or die "setuid: $!\n";
-                die "still root\n" if $> == 0 || $< == 0;
-                @ENV{qw(USER LOGNAME HOME)} = ($u{name}, $u{name}, '/');
-            }
-            chdir($a{dir} // '/');
-            %ENV = (%ENV, %{ $a{env} || {} });
-            exec { $a{cmd}[0] } @{ $a{cmd} } or die "exec $a{cmd}[0]: $!\n";
-        };
-        print STDERR "spawn failed: $@";
-        POSIX::_exit(127);
-    }
-    return $pid;
-}
-
-# TERM the process group, wait (bounded), then KILL what is left.
-sub stop_pid {
-    my ($pid, $wait) = @_;
-    return unless $pid;
-    kill 'TERM', -$pid or kill 'TERM', $pid;
-    my $until = Time::HiRes::time() + ($wait || 10);
-    while (Time::HiRes::time() < $until) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        last if $r == $pid || $r == -1;
-        Time::HiRes::sleep(0.05);
-    }
-    if (kill 0, $pid) {
-        kill 'KILL', -$pid;
-        waitpid($pid, 0);
-    }
-    kill 'KILL', -$pid;                 # stragglers of the group (workers)
-}
 
 # CPU seconds (user + system) used so far by the processes of a process
 # group: the live members, plus the reaped children of the leader (Starman

@@ -663,7 +663,8 @@ sub worker_pids {
     my ($self) = @_;
     my $pid = $self->{pid} or return ();
     open my $fh, '<', "/proc/$pid/task/$pid/children" or return ();
-    return sort { $a <=> $b } split ' ', scalar(<$fh>) // '';
+    my @pids = sort { $a <=> $b } split ' ', scalar(<$fh>) // '';
+    return @pids;                       # (a count in scalar context)
 }
 
 sub _ready {
