@@ -98,9 +98,12 @@ sub wrk {
     my $out = do { local $/; <$fh> };
     close $fh or die "wrk failed ($?): $out";
     my %r = (out => $out, non2xx => 0, errors => 0);
-    ($r{requests}, $r{seconds}) = $out =~ /(\d+) requests in ([\d.]+)(\w+)/
+    # "2000 requests in 410.61ms," (short runs), "... in 2.01s,", "1.00m"
+    my $unit;
+    ($r{requests}, $r{seconds}, $unit)
+        = $out =~ /(\d+) requests in ([\d.]+)(us|ms|s|m|h),/
         or die "cannot parse wrk output:\n$out";
-    $r{seconds} *= 60 if $out =~ /requests in [\d.]+m,/;
+    $r{seconds} *= { us => 1e-6, ms => 1e-3, s => 1, m => 60, h => 3600 }->{$unit};
     $r{rps} = $r{requests} / $r{seconds};
     $r{non2xx} = $1 if $out =~ /Non-2xx or 3xx responses: (\d+)/;
     if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
