@@ -158,8 +158,6 @@ sub new {
 sub dir      { $_[0]{dir} }
 sub port     { $_[0]{port} }
 sub db       { $_[0]{db} }
-sub pg_port  { $_[0]{pg_server} && $_[0]{pg_server}->port }
-sub redis_port { $_[0]{redis_server} && $_[0]{redis_server}->port }
 sub rt_pid   { $_[0]{rt} && $_[0]{rt}->pid }
 sub webpath  { $_[0]{webpath} }
 sub base_url { my $s = shift; "http://$s->{host}:$s->{port}" . ($s->{webpath} || '') }
@@ -174,43 +172,59 @@ sub sqlite_file {
 
 sub note { my $s = shift; return if $s->{quiet}; print STDERR "# [rt] @_\n" if $ENV{HETEST_VERBOSE} }
 
-# ---------------------------------------------------------------- PostgreSQL
+# ---------------------------------------------------------------- PostgreSQL and redis
+
+# The server in $self->{$key}: started again on its port after a stop, or
+# made by $make the first time.
+sub _start_server {
+    my ($self, $key, $make) = @_;
+    if (my $s = $self->{$key}) {
+        croak "$s->{name} already running" if $s->running;
+        $s->start;
+    }
+    else {
+        $self->{$key} = $make->();
+    }
+    return 1;
+}
+
+sub _server_op {
+    my ($self, $key, $op, @arg) = @_;
+    my $s = $self->{$key} or return;
+    return $s->$op(@arg);
+}
 
 sub start_pg {
-    my $self = shift;
-    if (my $pg = $self->{pg_server}) {
-        croak 'PostgreSQL already running' if $pg->running;
-        $pg->start;
-        return 1;
-    }
     # Only the DBA: rt-setup-database creates RT's user and database.
-    $self->{pg_server} = HETest::Servers::start_postgres(
-        user => undef, superuser => 'postgres',
-        superpassword => 'hetest-dba-' . int(rand 1e6),
-        settings => { max_connections => 50, shared_buffers => '32MB' },
-    );
-    return 1;
+    $_[0]->_start_server(pg_server => sub {
+        HETest::Servers::start_postgres(
+            user => undef, superuser => 'postgres',
+            superpassword => 'hetest-dba-' . int(rand 1e6),
+            settings => { max_connections => 50, shared_buffers => '32MB' });
+    });
 }
-
-sub stop_pg    { my $pg = $_[0]{pg_server}; $pg->stop if $pg }
-sub pg_running { my $pg = $_[0]{pg_server}; $pg && $pg->running ? 1 : 0 }
-
-# ---------------------------------------------------------------- redis
 
 sub start_redis {
-    my $self = shift;
-    if (my $r = $self->{redis_server}) {
-        croak 'redis already running' if $r->running;
-        $r->start;
-        return 1;
-    }
-    $self->{redis_server} = HETest::Servers::start_redis(
-        defined $self->{redis_password} ? (requirepass => $self->{redis_password}) : ());
-    return 1;
+    my $pw = $_[0]{redis_password};
+    $_[0]->_start_server(redis_server => sub {
+        HETest::Servers::start_redis(defined $pw ? (requirepass => $pw) : ());
+    });
 }
 
-sub stop_redis    { my $r = $_[0]{redis_server}; $r->stop if $r }
-sub redis_running { my $r = $_[0]{redis_server}; $r && $r->running ? 1 : 0 }
+sub stop_pg       { $_[0]->_server_op(pg_server => 'stop') }
+sub stop_redis    { $_[0]->_server_op(redis_server => 'stop') }
+sub pg_running    { $_[0]->_server_op(pg_server => 'running') ? 1 : 0 }
+sub redis_running { $_[0]->_server_op(redis_server => 'running') ? 1 : 0 }
+sub pg_port       { $_[0]->_server_op(pg_server => 'port') }
+sub redis_port    { $_[0]->_server_op(redis_server => 'port') }
+
+# Freeze/thaw the whole PostgreSQL process group (postmaster and every
+# backend): connections hang instead of being refused, which exercises
+# the check's timeout.
+sub freeze_pg    { $_[0]->_server_op(pg_server => 'sigstop', group => 1) }
+sub thaw_pg      { $_[0]->_server_op(pg_server => 'sigcont', group => 1) }
+sub freeze_redis { $_[0]->_server_op(redis_server => 'sigstop') }
+sub thaw_redis   { $_[0]->_server_op(redis_server => 'sigcont') }
 
 # One command (after AUTH/SELECT as configured); returns the reply
 # (arrays as array refs), croaks on an error reply.
@@ -483,14 +497,6 @@ sub diagnostics {
         log_tail($self->log_file, 40),
         ($self->{pg_server} ? log_tail($self->{pg_server}->log, 15) : ());
 }
-
-# Freeze/thaw the whole PostgreSQL process group (postmaster and every
-# backend): connections hang instead of being refused, which exercises
-# the check's timeout.
-sub freeze_redis { my $r = $_[0]{redis_server}; $r->sigstop if $r }
-sub thaw_redis   { my $r = $_[0]{redis_server}; $r->sigcont if $r }
-sub freeze_pg { my $pg = $_[0]{pg_server}; $pg->sigstop(group => 1) if $pg }
-sub thaw_pg   { my $pg = $_[0]{pg_server}; $pg->sigcont(group => 1) if $pg }
 
 # ---------------------------------------------------------------- HTTP checks
 
