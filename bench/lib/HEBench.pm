@@ -14,7 +14,9 @@ use File::Basename qw(dirname);
 use POSIX ();
 use Time::HiRes ();
 
-use lib abs_path(dirname(__FILE__) . '/../../t/lib');
+my $DIR;
+BEGIN { $DIR = dirname(abs_path(__FILE__)) }
+use lib "$DIR/../../t/lib";
 
 our @EXPORT_OK = qw(percentile median result note now_us wrk group_cpu);
 
@@ -68,29 +70,45 @@ sub group_cpu {
     return $sum / $tick;
 }
 
-# Run wrk once; returns { rps => ..., requests => ..., errors => ...,
-# p50_ms => ..., p99_ms => ... } or dies.
+# Run wrk once against url (or 127.0.0.1:port with path) for seconds
+# (4; rounded, at least 1), with connections (8) and threads (1).  count
+# => N stops after N answers (one thread, soak-count.lua; seconds is then
+# the upper bound); close => 1 sends each request on a new connection, as
+# load balancers do.  Returns { raw, requests, seconds, rps, non2xx,
+# socket_errors, errors (both), p50, p99, max (ms) } or dies.
 sub wrk {
     my (%a) = @_;
-    my @cmd = ('wrk', '-t', $a{threads} // 1, '-c', $a{connections} // 8,
-               '-d', ($a{seconds} // 4) . 's', '--latency', '--timeout', '5s',
-               $a{url});
+    my $url = $a{url} // "http://127.0.0.1:$a{port}$a{path}";
+    my $secs = $a{seconds} // 4;
+    $secs = $secs < 1 ? 1 : int($secs + 0.5);
+    local $ENV{WRK_REQUESTS} = $a{count} // 0;
+    my @cmd = ('wrk', '--latency', '-t', $a{count} ? 1 : $a{threads} // 1,
+               '-c', $a{connections} // 8, '-d', "${secs}s", '--timeout', '5s',
+               ($a{count} ? ('-s', "$DIR/soak-count.lua") : ()),
+               ($a{close} ? ('-H', 'Connection: close') : ()), $url);
     open my $fh, '-|', @cmd or die "wrk: $!\n";
-    local $/;
-    my $out = <$fh>;
-    close $fh;
-    die "wrk failed ($?):\n$out" if $?;
-    my %r = (raw => $out);
+    my $out = do { local $/; <$fh> };
+    close $fh or die "wrk failed ($?):\n$out";
+    my %r = (raw => $out, non2xx => 0, socket_errors => 0);
+    # "2000 requests in 410.61ms," (short runs), "... in 2.01s,", "1.00m"
+    my $unit;
+    ($r{requests}, $r{seconds}, $unit)
+        = $out =~ /(\d+) requests in ([\d.]+)(us|ms|s|m|h),/
+        or die "wrk: cannot parse:\n$out";
+    $r{seconds} *= { us => 1e-6, ms => 1e-3, s => 1, m => 60, h => 3600 }->{$unit};
     ($r{rps}) = $out =~ /^Requests\/sec:\s+([\d.]+)/m
         or die "wrk: no Requests/sec in:\n$out";
-    ($r{requests}) = $out =~ /^\s*(\d+) requests in/m;
-    my ($non2xx) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
-    my @se = $out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
-    $r{errors} = ($non2xx // 0);
-    $r{errors} += $_ for @se;
-    for my $p (50, 99) {
-        my ($v, $u) = $out =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\b/m or next;
-        $r{"p${p}_ms"} = $v * ($u eq 'us' ? 1e-3 : $u eq 's' ? 1e3 : 1);
+    $r{non2xx} = $1 if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
+        $r{socket_errors} = $1 + $2 + $3 + $4;
+    }
+    $r{errors} = $r{non2xx} + $r{socket_errors};
+    my %ms = (us => 0.001, ms => 1, s => 1000, m => 60000);
+    for ([p50 => qr/^\s+50%\s+([\d.]+)(us|ms|s|m)\b/m],
+         [p99 => qr/^\s+99%\s+([\d.]+)(us|ms|s|m)\b/m],
+         [max => qr/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b/]) {
+        my ($k, $re) = @$_;
+        $r{$k} = $out =~ $re ? $1 * $ms{$2} : undef;
     }
     return \%r;
 }

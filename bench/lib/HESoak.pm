@@ -1,7 +1,7 @@
 package HESoak;
 
 # HESoak - small helpers shared by bench/soak, bench/flood and
-# fuzz/valgrind: the built module, Starman with bench/soak.psgi, wrk runs,
+# fuzz/valgrind: the built module, Starman with bench/soak.psgi,
 # per-process RSS, PostgreSQL and Redis figures, probers.  The servers
 # themselves come from t/lib/HETest/Servers.pm (PostgreSQL with
 # log_connections=on, Redis, Starman), run as nobody on 127.0.0.1 free ports
@@ -24,7 +24,7 @@ use HETest::Proc qw(scratch_dir fork_server unwatch);
 use HETest::Servers ();
 
 our @EXPORT_OK = qw(
-    root blib start_starman rss_kb wrk http_get pg_sql pg_auth_count
+    root blib start_starman rss_kb http_get pg_sql pg_auth_count
     redis_info say_figure start_prober stop_prober
 );
 
@@ -78,45 +78,6 @@ sub http_get {
     my ($port, $path) = @_;
     return HTTP::Tiny->new(timeout => 5)
         ->get("http://127.0.0.1:$port$path");
-}
-
-# Run wrk; returns { requests, seconds, rps, non2xx, errors, p50, p99, max }
-# (latencies in ms).  %o: port path seconds connections threads; count
-# (stop after that many answers, one wrk thread; seconds is then the upper
-# bound); close (a new connection for every request, as load balancers do).
-sub wrk {
-    my (%o) = @_;
-    my $secs = $o{seconds} < 1 ? 1 : int($o{seconds} + 0.5);
-    local $ENV{WRK_REQUESTS} = $o{count} // 0;
-    my @cmd = ('wrk', '--latency', '-t', $o{count} ? 1 : $o{threads} // 1,
-               '-c', $o{connections} // 4, '-d', "${secs}s",
-               '--timeout', '5s',
-               ($o{count} ? ('-s', "$ROOT/bench/lib/soak-count.lua") : ()),
-               ($o{close} ? ('-H', 'Connection: close') : ()),
-               "http://127.0.0.1:$o{port}$o{path}");
-    open my $fh, '-|', @cmd or die "wrk: $!";
-    my $out = do { local $/; <$fh> };
-    close $fh or die "wrk failed ($?): $out";
-    my %r = (out => $out, non2xx => 0, errors => 0);
-    # "2000 requests in 410.61ms," (short runs), "... in 2.01s,", "1.00m"
-    my $unit;
-    ($r{requests}, $r{seconds}, $unit)
-        = $out =~ /(\d+) requests in ([\d.]+)(us|ms|s|m|h),/
-        or die "cannot parse wrk output:\n$out";
-    $r{seconds} *= { us => 1e-6, ms => 1e-3, s => 1, m => 60, h => 3600 }->{$unit};
-    $r{rps} = $r{requests} / $r{seconds};
-    $r{non2xx} = $1 if $out =~ /Non-2xx or 3xx responses: (\d+)/;
-    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
-        $r{errors} = $1 + $2 + $3 + $4;
-    }
-    my %unit = (us => 0.001, ms => 1, s => 1000, m => 60000);
-    for ([p50 => qr/^\s+50%\s+([\d.]+)(us|ms|s|m)\b/m],
-         [p99 => qr/^\s+99%\s+([\d.]+)(us|ms|s|m)\b/m],
-         [max => qr/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b/]) {
-        my ($k, $re) = @$_;
-        $r{$k} = $out =~ $re ? $1 * $unit{$2} : undef;
-    }
-    return \%r;
 }
 
 # One SQL query as PostgreSQL's superuser; the rows as "a|b" lines.
