@@ -126,9 +126,9 @@ of C<inc>, extra Starman options in C<args>, C<env>, C<prefix> (a command to
 run it under, e.g. valgrind), its log in C<log> (default starman.log in
 C<dir>, default a new server dir).  C<cmd> replaces the whole command (e.g.
 RT's rt-server, which starts Starman itself) and then needs C<port>.  As the
-server user unless C<< as_user => 0 >>.  Ready when C<< ready => sub { $s }
->> returns true, else when the port accepts connections, within
-C<ready_timeout> seconds.  Accessors as above plus workers, and
+server user unless C<< as_user => 0 >>.  Ready when C<ready> (a code ref,
+called with the server object) returns true, else when the port accepts
+connections, within C<ready_timeout> seconds (HETEST_READY_TIMEOUT).  Accessors as above plus workers, and
 C<worker_pids> (the master's children).
 
 =item free_port(), closed_port(), scratch_dir($tag), find_binary($name), server_user()
