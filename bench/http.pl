@@ -40,8 +40,8 @@ use FindBin ();
 use lib "$FindBin::Bin/lib";
 
 use Getopt::Long qw(GetOptions);
-use HEBench qw(result median percentile spawn stop_pid wait_port free_port wrk
-               group_cpu);
+use HEBench qw(result median percentile wrk group_cpu);
+use HETest::Servers qw(start_starman);
 
 GetOptions(
     'inc=s@' => \(my $INC = []), 'rounds=i' => \(my $ROUNDS = 16),
@@ -53,15 +53,11 @@ GetOptions(
     . " [--connections C] [--pureperl] [--callgrind --cgdir DIR]\n";
 $SECONDS //= $CALLGRIND ? 2 : 1;
 
-my $starman = (grep { -x } map { "$_/starman" } split /:/, $ENV{PATH})[0]
-    or die "starman not found in PATH\n";
 system('wrk --version >/dev/null 2>&1') == 0 || $? >> 8 == 1
     or die "wrk not found\n";
 
+# The servers are stopped at exit (HETest::Proc), also on a signal.
 my %server;
-END { stop_pid($_->{pid}) for grep { $_->{pid} } values %server }
-$SIG{$_} = sub { exit 1 } for qw(INT TERM HUP);
-
 my @names = ('bare', ($CALLGRIND ? () : 'bare2'), 'ours',
              ($PUREPERL ? 'pureperl' : ()));
 my @valgrind;
@@ -74,14 +70,12 @@ if ($CALLGRIND) {
     $WORKERS = 1;
 }
 for my $name (@names) {
-    my $port = free_port();
-    my $log = "$LOGDIR/starman-$name" . ($CALLGRIND ? '-cg' : '') . '.log';
-    my $pid = spawn(
-        cmd => [ @valgrind, $^X, (map { "-I$_" } @$INC), $starman,
-                 '--workers', $WORKERS, '--max-requests', 1_000_000_000,
-                 '--listen', "127.0.0.1:$port",
-                 "$FindBin::Bin/" . ($name eq 'bare2' ? 'bare' : $name) . '.psgi' ],
-        log => $log,
+    $server{$name} = start_starman(
+        name => "starman for $name.psgi",
+        prefix => \@valgrind, inc => $INC, workers => $WORKERS,
+        args => [ '--max-requests', 1_000_000_000 ],
+        app => "$FindBin::Bin/" . ($name eq 'bare2' ? 'bare' : $name) . '.psgi',
+        log => "$LOGDIR/starman-$name" . ($CALLGRIND ? '-cg' : '') . '.log',
         # Under callgrind also the same hash seed for every server, so
         # that no server walks its hashes in a luckier order than another
         # (instance-to-instance spread drops from ~0.5% to ~0.1%).
@@ -91,13 +85,9 @@ for my $name (@names) {
         # calls setgid() after it starts, which makes a process that
         # dropped root undumpable, and then valgrind's gdbserver, which
         # callgrind_control talks to, cannot reach the idle worker.
-        as_user => !$CALLGRIND,
+        as_user => $CALLGRIND ? 0 : 1,
+        ready_timeout => $CALLGRIND ? 120 : 30,
     );
-    $server{$name} = { pid => $pid, port => $port };
-    wait_port($port, $pid, $CALLGRIND ? 120 : 30) or do {
-        system('tail', '-n', 20, $log);
-        die "starman for $name.psgi did not start (log $log)\n";
-    };
 }
 
 sub url { "http://127.0.0.1:$server{$_[0]}{port}$_[1]" }

@@ -1,20 +1,24 @@
 package HEBench;
 
-# Small shared helpers of bench/: statistics, result lines, running
-# servers as an unprivileged user.  Self-contained (core Perl only).
+# Small shared helpers of bench/: statistics, result lines, wrk runs, CPU
+# accounting.  The servers (Starman, PostgreSQL, Redis, RT) come from
+# t/lib (HETest::Servers, HETest::RT), which scripts using HEBench find in
+# @INC.
 
 use strict;
 use warnings;
 
+use Cwd qw(abs_path);
 use Exporter qw(import);
-use IO::Socket::INET;
+use File::Basename qw(dirname);
 use POSIX ();
 use Time::HiRes ();
 
-our @EXPORT_OK = qw(
-    percentile median result note now_us
-    free_port wait_port spawn stop_pid run_user wrk group_cpu
-);
+my $DIR;
+BEGIN { $DIR = dirname(abs_path(__FILE__)) }
+use lib "$DIR/../../t/lib";
+
+our @EXPORT_OK = qw(percentile median result note now_us wrk group_cpu);
 
 # ---- statistics -------------------------------------------------------
 
@@ -46,83 +50,6 @@ sub note { print "  ", @_, "\n" }
 
 # ---- processes --------------------------------------------------------
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1)
-        or die "cannot bind 127.0.0.1:0: $!\n";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
-sub wait_port {
-    my ($port, $pid, $timeout) = @_;
-    my $until = Time::HiRes::time() + ($timeout || 30);
-    while (Time::HiRes::time() < $until) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                      Proto => 'tcp', Timeout => 1);
-        return 1 if $s;
-        return 0 if $pid && waitpid($pid, POSIX::WNOHANG()) == $pid;
-        Time::HiRes::sleep(0.05);
-    }
-    return 0;
-}
-
-# The user servers run as: nobody when we are root, else ourselves.
-sub run_user {
-    return () unless $> == 0;
-    my @pw = getpwnam('nobody') or die "running as root but there is no user nobody\n";
-    return (uid => $pw[2], gid => $pw[3], name => 'nobody');
-}
-
-# Fork and exec @$cmd in a new session (so stop_pid can signal the whole
-# group), as run_user() (unless as_user => 0), output appended to $log.
-# Returns the pid.
-sub spawn {
-    my (%a) = @_;
-    my %u = ($a{as_user} // 1) ? run_user() : ();
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        eval {
-            POSIX::setsid();
-            open STDIN, '<', '/dev/null' or die "stdin: $!\n";
-            open STDOUT, '>>', $a{log} or die "open $a{log}: $!\n";
-            open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
-            if (%u) {
-                $) = "$u{gid} $u{gid}";
-                POSIX::setgid($u{gid}) or die "setgid: $!\n";
-                POSIX::setuid($u{uid}) or die "setuid: $!\n";
-                die "still root\n" if $> == 0 || $< == 0;
-                @ENV{qw(USER LOGNAME HOME)} = ($u{name}, $u{name}, '/');
-            }
-            chdir($a{dir} // '/');
-            %ENV = (%ENV, %{ $a{env} || {} });
-            exec { $a{cmd}[0] } @{ $a{cmd} } or die "exec $a{cmd}[0]: $!\n";
-        };
-        print STDERR "spawn failed: $@";
-        POSIX::_exit(127);
-    }
-    return $pid;
-}
-
-# TERM the process group, wait (bounded), then KILL what is left.
-sub stop_pid {
-    my ($pid, $wait) = @_;
-    return unless $pid;
-    kill 'TERM', -$pid or kill 'TERM', $pid;
-    my $until = Time::HiRes::time() + ($wait || 10);
-    while (Time::HiRes::time() < $until) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        last if $r == $pid || $r == -1;
-        Time::HiRes::sleep(0.05);
-    }
-    if (kill 0, $pid) {
-        kill 'KILL', -$pid;
-        waitpid($pid, 0);
-    }
-    kill 'KILL', -$pid;                 # stragglers of the group (workers)
-}
-
 # CPU seconds (user + system) used so far by the processes of a process
 # group: the live members, plus the reaped children of the leader (Starman
 # workers that exited).
@@ -143,29 +70,45 @@ sub group_cpu {
     return $sum / $tick;
 }
 
-# Run wrk once; returns { rps => ..., requests => ..., errors => ...,
-# p50_ms => ..., p99_ms => ... } or dies.
+# Run wrk once against url (or 127.0.0.1:port with path) for seconds
+# (4; rounded, at least 1), with connections (8) and threads (1).  count
+# => N stops after N answers (one thread, soak-count.lua; seconds is then
+# the upper bound); close => 1 sends each request on a new connection, as
+# load balancers do.  Returns { raw, requests, seconds, rps, non2xx,
+# socket_errors, errors (both), p50, p99, max (ms) } or dies.
 sub wrk {
     my (%a) = @_;
-    my @cmd = ('wrk', '-t', $a{threads} // 1, '-c', $a{connections} // 8,
-               '-d', ($a{seconds} // 4) . 's', '--latency', '--timeout', '5s',
-               $a{url});
+    my $url = $a{url} // "http://127.0.0.1:$a{port}$a{path}";
+    my $secs = $a{seconds} // 4;
+    $secs = $secs < 1 ? 1 : int($secs + 0.5);
+    local $ENV{WRK_REQUESTS} = $a{count} // 0;
+    my @cmd = ('wrk', '--latency', '-t', $a{count} ? 1 : $a{threads} // 1,
+               '-c', $a{connections} // 8, '-d', "${secs}s", '--timeout', '5s',
+               ($a{count} ? ('-s', "$DIR/soak-count.lua") : ()),
+               ($a{close} ? ('-H', 'Connection: close') : ()), $url);
     open my $fh, '-|', @cmd or die "wrk: $!\n";
-    local $/;
-    my $out = <$fh>;
-    close $fh;
-    die "wrk failed ($?):\n$out" if $?;
-    my %r = (raw => $out);
+    my $out = do { local $/; <$fh> };
+    close $fh or die "wrk failed ($?):\n$out";
+    my %r = (raw => $out, non2xx => 0, socket_errors => 0);
+    # "2000 requests in 410.61ms," (short runs), "... in 2.01s,", "1.00m"
+    my $unit;
+    ($r{requests}, $r{seconds}, $unit)
+        = $out =~ /(\d+) requests in ([\d.]+)(us|ms|s|m|h),/
+        or die "wrk: cannot parse:\n$out";
+    $r{seconds} *= { us => 1e-6, ms => 1e-3, s => 1, m => 60, h => 3600 }->{$unit};
     ($r{rps}) = $out =~ /^Requests\/sec:\s+([\d.]+)/m
         or die "wrk: no Requests/sec in:\n$out";
-    ($r{requests}) = $out =~ /^\s*(\d+) requests in/m;
-    my ($non2xx) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
-    my @se = $out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
-    $r{errors} = ($non2xx // 0);
-    $r{errors} += $_ for @se;
-    for my $p (50, 99) {
-        my ($v, $u) = $out =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\b/m or next;
-        $r{"p${p}_ms"} = $v * ($u eq 'us' ? 1e-3 : $u eq 's' ? 1e3 : 1);
+    $r{non2xx} = $1 if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
+        $r{socket_errors} = $1 + $2 + $3 + $4;
+    }
+    $r{errors} = $r{non2xx} + $r{socket_errors};
+    my %ms = (us => 0.001, ms => 1, s => 1000, m => 60000);
+    for ([p50 => qr/^\s+50%\s+([\d.]+)(us|ms|s|m)\b/m],
+         [p99 => qr/^\s+99%\s+([\d.]+)(us|ms|s|m)\b/m],
+         [max => qr/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b/]) {
+        my ($k, $re) = @$_;
+        $r{$k} = $out =~ $re ? $1 * $ms{$2} : undef;
     }
     return \%r;
 }

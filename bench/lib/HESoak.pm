@@ -1,10 +1,11 @@
 package HESoak;
 
 # HESoak - small helpers shared by bench/soak, bench/flood and
-# fuzz/valgrind: the built module, Starman with bench/soak.psgi, wrk runs,
-# per-process RSS, PostgreSQL figures.  The servers themselves come from
-# t/lib/HETest/Servers.pm (PostgreSQL with log_connections=on, Redis), run
-# as nobody on 127.0.0.1 free ports and stopped at exit.
+# fuzz/valgrind: the built module, Starman with bench/soak.psgi,
+# per-process RSS, PostgreSQL and Redis figures, probers.  The servers
+# themselves come from t/lib/HETest/Servers.pm (PostgreSQL with
+# log_connections=on, Redis, Starman), run as nobody on 127.0.0.1 free ports
+# and stopped at exit; scripts that use HESoak find it in @INC.
 
 use strict;
 use warnings;
@@ -13,17 +14,17 @@ use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use HTTP::Tiny;
-use POSIX qw(WNOHANG);
+use POSIX ();
 use Time::HiRes qw(sleep time);
 
 our $ROOT;
 BEGIN { $ROOT = abs_path(dirname(__FILE__) . '/../..') }
 use lib "$ROOT/t/lib";
-use HETest::Servers qw(start_postgres start_redis free_port scratch_dir);
+use HETest::Proc qw(scratch_dir fork_server unwatch);
+use HETest::Servers ();
 
 our @EXPORT_OK = qw(
-    root blib start_postgres start_redis free_port scratch_dir
-    start_starman stop_starman worker_pids rss_kb wrk http_get pg_sql pg_auth_count
+    root blib start_starman rss_kb http_get pg_sql pg_auth_count
     redis_info say_figure start_prober stop_prober
 );
 
@@ -42,62 +43,28 @@ sub blib {
 
 sub say_figure { printf "  %-42s %s\n", "$_[0]:", $_[1] }
 
-# Start Starman on bench/soak.psgi; %env configures the app (HEB_*).
-# Returns { pid, port, log, workers }.  Stopped by stop_starman or at END.
-my @STARMEN;
+# Starman on bench/soak.psgi with the built module; %env configures the
+# app (HEB_*).  Ready when ping answers and every worker is up.  It runs
+# as the invoking user, as it always has: the app appends to a HEB_LOG
+# file in our own scratch dir.  A HETest::Servers::Starman: $s->port,
+# $s->worker_pids, $s->log, $s->stop (or at exit).
 sub start_starman {
     my (%o) = @_;
-    my $port = free_port();
-    my $dir = $o{dir} // scratch_dir('starman');
-    my $log = "$dir/starman.log";
     my $workers = $o{workers} // 4;
     my $blib = blib();
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        POSIX::setsid();
-        $ENV{PERL5LIB} = join ':', "$blib/lib", "$blib/arch",
-            grep { defined } $ENV{PERL5LIB};
-        $ENV{$_} = $o{env}{$_} for keys %{ $o{env} || {} };
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log;
-        open STDERR, '>&', \*STDOUT;
-        exec 'starman', '--workers', $workers, '--preload-app',
-            '--max-requests', 1_000_000_000, '--listen', "127.0.0.1:$port",
-            "$ROOT/bench/soak.psgi" or POSIX::_exit(127);
-    }
-    my $s = { pid => $pid, port => $port, log => $log, workers => $workers };
-    push @STARMEN, $s;
-    my $until = time + 30;
-    while (time < $until) {
-        my $r = http_get($port, '/healthz/ping');
-        my @w = worker_pids($pid);
-        return $s if $r->{status} == 200 && $r->{content} eq 'pong'
-                     && @w == $workers;
-        die "starman exited:\n" . `tail -20 $log` if waitpid($pid, WNOHANG);
-        sleep 0.2;
-    }
-    die "starman not ready after 30 s:\n" . `tail -20 $log`;
-}
-
-sub stop_starman {
-    my ($s) = @_;
-    return unless $s->{pid};
-    kill 'TERM', $s->{pid};
-    my $until = time + 10;
-    sleep 0.05 while !waitpid($s->{pid}, WNOHANG) && time < $until;
-    kill 'KILL', -$s->{pid};
-    waitpid $s->{pid}, 0;
-    $s->{pid} = undef;
-}
-
-END { local $?; stop_starman($_) for @STARMEN }
-
-# Starman's workers: the children of its master process.
-sub worker_pids {
-    my ($master) = @_;
-    open my $fh, '<', "/proc/$master/task/$master/children" or return ();
-    my @pids = split ' ', scalar(<$fh>) // '';
-    return sort { $a <=> $b } @pids;
+    return HETest::Servers::start_starman(
+        app => "$ROOT/bench/soak.psgi", workers => $workers,
+        inc => [ "$blib/lib", "$blib/arch" ],
+        args => [ '--preload-app', '--max-requests', 1_000_000_000 ],
+        dir => $o{dir} // scratch_dir('starman'), env => $o{env},
+        as_user => 0, ready_timeout => 30,
+        ready => sub {
+            my ($s) = @_;
+            my $r = http_get($s->port, '/healthz/ping');
+            return $r->{status} == 200 && $r->{content} eq 'pong'
+                && $s->worker_pids == $workers;
+        },
+    );
 }
 
 sub rss_kb {
@@ -111,42 +78,6 @@ sub http_get {
     my ($port, $path) = @_;
     return HTTP::Tiny->new(timeout => 5)
         ->get("http://127.0.0.1:$port$path");
-}
-
-# Run wrk; returns { requests, seconds, rps, non2xx, errors, p50, p99, max }
-# (latencies in ms).  %o: port path seconds connections threads; count
-# (stop after that many answers, one wrk thread; seconds is then the upper
-# bound); close (a new connection for every request, as load balancers do).
-sub wrk {
-    my (%o) = @_;
-    my $secs = $o{seconds} < 1 ? 1 : int($o{seconds} + 0.5);
-    local $ENV{WRK_REQUESTS} = $o{count} // 0;
-    my @cmd = ('wrk', '--latency', '-t', $o{count} ? 1 : $o{threads} // 1,
-               '-c', $o{connections} // 4, '-d', "${secs}s",
-               '--timeout', '5s',
-               ($o{count} ? ('-s', "$ROOT/bench/lib/soak-count.lua") : ()),
-               ($o{close} ? ('-H', 'Connection: close') : ()),
-               "http://127.0.0.1:$o{port}$o{path}");
-    open my $fh, '-|', @cmd or die "wrk: $!";
-    my $out = do { local $/; <$fh> };
-    close $fh or die "wrk failed ($?): $out";
-    my %r = (out => $out, non2xx => 0, errors => 0);
-    ($r{requests}, $r{seconds}) = $out =~ /(\d+) requests in ([\d.]+)(\w+)/
-        or die "cannot parse wrk output:\n$out";
-    $r{seconds} *= 60 if $out =~ /requests in [\d.]+m,/;
-    $r{rps} = $r{requests} / $r{seconds};
-    $r{non2xx} = $1 if $out =~ /Non-2xx or 3xx responses: (\d+)/;
-    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
-        $r{errors} = $1 + $2 + $3 + $4;
-    }
-    my %unit = (us => 0.001, ms => 1, s => 1000, m => 60000);
-    for ([p50 => qr/^\s+50%\s+([\d.]+)(us|ms|s|m)\b/m],
-         [p99 => qr/^\s+99%\s+([\d.]+)(us|ms|s|m)\b/m],
-         [max => qr/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b/]) {
-        my ($k, $re) = @$_;
-        $r{$k} = $out =~ $re ? $1 * $unit{$2} : undef;
-    }
-    return \%r;
 }
 
 # One SQL query as PostgreSQL's superuser; the rows as "a|b" lines.
@@ -183,7 +114,7 @@ sub redis_info {
 sub start_prober {
     my ($port, $path, $interval) = @_;
     my $file = scratch_dir('prober') . '/latencies';
-    my $pid = fork // die "fork: $!";
+    my $pid = fork_server();
     if ($pid == 0) {
         my $stop = 0;
         $SIG{TERM} = sub { $stop = 1 };
@@ -205,6 +136,7 @@ sub stop_prober {
     my ($p) = @_;
     kill 'TERM', $p->{pid};
     waitpid $p->{pid}, 0;
+    unwatch($p->{pid});
     open my $fh, '<', $p->{file} or die "$p->{file}: $!";
     my (@ms, $fails);
     while (my $l = <$fh>) {

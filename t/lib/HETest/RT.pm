@@ -1,18 +1,20 @@
 package HETest::RT;
 
 # Throwaway Request Tracker 5 for end-to-end tests of
-# RT::Extension::HealthEndpoint.
+# RT::Extension::HealthEndpoint, for bench/ and for eg/demo.
 #
 #   my $rt = HETest::RT->new(db => 'Pg', config => { HealthEndpoint_Timeout => 1 });
 #   $rt->start;                      # private DB (+ redis), schema, rt-server
 #   HTTP::Tiny->new->get($rt->url('/healthz/ping'));
 #   $rt->stop_db; $rt->start_db; $rt->restart_rt(config => {...});
 #
-# Everything lives in one temp dir (site config, config dir, RT's var/log/
-# mason/session dirs, the PostgreSQL cluster, redis' dir) which is removed
-# when the object goes away or at END.  Nothing in /etc is read or changed:
-# RT is pointed at the temp dir by RT_SITE_CONFIG / RT_SITE_CONFIG_DIR.
-# When run as root every server runs as an unprivileged user (nobody).
+# RT's files live in one temp dir (site config, config dir, RT's var/log/
+# mason/session dirs); PostgreSQL and redis are HETest::Servers servers
+# with dirs of their own.  All are removed by cleanup or at exit, and the
+# processes stopped, by HETest::Proc (END, signals, watchdog).  Nothing in
+# /etc is read or changed: RT is pointed at the temp dir by RT_SITE_CONFIG
+# / RT_SITE_CONFIG_DIR.  When run as root every server runs as an
+# unprivileged user (nobody, or $ENV{HETEST_RUN_AS}).
 
 use strict;
 use warnings;
@@ -20,16 +22,17 @@ use warnings;
 use Carp qw(croak);
 use Cwd qw(abs_path);
 use Data::Dumper ();
-use Errno ();
 use Fcntl qw(SEEK_SET);
-use File::Path qw(make_path remove_tree);
+use File::Path qw(make_path);
 use File::Spec;
-use File::Temp ();
 use FindBin ();
 use HTTP::Tiny;
 use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(sleep time);
+
+use HETest::Proc qw(free_port port_open scratch_dir remove_dir server_user
+                    slurp write_file log_tail run_cmd);
+use HETest::Servers ();
 
 our $RT_HOME     = $ENV{HETEST_RT_HOME} || '/usr/share/request-tracker5';
 our $RT_SERVER   = $ENV{HETEST_RT_SERVER} || first_existing(
@@ -37,9 +40,6 @@ our $RT_SERVER   = $ENV{HETEST_RT_SERVER} || first_existing(
 our $RT_SETUP_DB = $ENV{HETEST_RT_SETUP_DB} || first_existing(
     "$RT_HOME/sbin/rt-setup-database", '/usr/sbin/rt-setup-database-5',
     '/usr/sbin/rt-setup-database');
-our $PG_BIN      = $ENV{HETEST_PG_BIN} || (sort { $b cmp $a } glob '/usr/lib/postgresql/*/bin')[0] || '';
-our $REDIS_SERVER = $ENV{HETEST_REDIS_SERVER} || first_existing('/usr/bin/redis-server', '/usr/local/bin/redis-server');
-our $RUN_AS      = $ENV{HETEST_RUN_AS} || 'nobody';
 our $START_TIMEOUT = $ENV{HETEST_START_TIMEOUT} || 120;
 
 my %LIVE;    # refaddr => object, for END cleanup
@@ -61,13 +61,13 @@ sub missing {
     my $db = $want{db} || 'SQLite';
     if ($db eq 'Pg') {
         push @why, 'PostgreSQL server binaries not found'
-            unless $PG_BIN && -x "$PG_BIN/initdb" && -x "$PG_BIN/postgres";
+            unless HETest::Servers::have_postgres();
         push @why, 'DBD::Pg not installed' unless eval { require DBD::Pg; 1 };
     } else {
         push @why, 'DBD::SQLite not installed' unless eval { require DBD::SQLite; 1 };
     }
     if ($want{redis}) {
-        push @why, 'redis-server not found' unless $REDIS_SERVER;
+        push @why, 'redis-server not found' unless HETest::Servers::have_redis();
         push @why, 'Apache::Session::Browseable::Redis not installed'
             unless eval { require Apache::Session::Browseable::Redis; 1 };
     }
@@ -76,9 +76,8 @@ sub missing {
         push @why, "the module is not built (no RT/Extension/HealthEndpoint.pm in @inc): run perl Makefile.PL && make"
             unless grep { -f "$_/RT/Extension/HealthEndpoint.pm" } @inc;
     }
-    if ($> == 0 && !defined getpwnam($RUN_AS)) {
-        push @why, "running as root but user '$RUN_AS' does not exist";
-    }
+    # as root: is there a user to run the servers as?
+    push @why, $@ =~ s/ at .*//sr unless eval { server_user(); 1 };
     return @why;
 }
 
@@ -86,15 +85,9 @@ sub missing {
 # (or a server needed), but under CI=true that is a failure.
 sub require_or_skip {
     my ($class, %want) = @_;
-    my @why = $class->missing(%want) or return 1;
-    my $why = join '; ', @why;
-    require Test::More;
-    if (($ENV{CI} || '') eq 'true') {
-        Test::More::plan(tests => 1);
-        Test::More::fail("CI=true, so a real RT is required: $why");
-        exit 1;
-    }
-    Test::More::plan(skip_all => $why);
+    my @why = $class->missing(%want);
+    return HETest::Servers::need_server(sub { !@why },
+                                        'a real RT: ' . join('; ', @why));
 }
 
 # Where the built module lives: $ENV{HETEST_BLIB} (a blib dir or a list of
@@ -119,7 +112,7 @@ sub new {
         extra_config => '',       # raw perl appended to the site config
         redis     => 0,           # start a private redis-server
         redis_sessions => undef,  # default: same as redis
-        redis_password => undef,  # redis-server --requirepass, and in %WebSessionProperties
+        redis_password => undef,  # redis-server requirepass, and in %WebSessionProperties
         redis_database => undef,  # database => N in %WebSessionProperties
         session_properties => undef,  # hashref: %WebSessionProperties as given
         port      => undef,
@@ -132,7 +125,7 @@ sub new {
     $self->{redis_sessions} = $self->{redis} unless defined $self->{redis_sessions};
     $self->{owner_pid} = $$;
 
-    my $dir = File::Temp::tempdir('hetest-rt-XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    my $dir = scratch_dir('rt');
     chmod 0755, $dir;
     $self->{dir} = $dir;
     $LIVE{"$self"} = $self;
@@ -142,9 +135,7 @@ sub new {
     }
 
     if ($> == 0) {
-        my ($uid, $gid) = (getpwnam $RUN_AS)[2, 3];
-        defined $uid or croak "no user $RUN_AS";
-        @$self{qw(uid gid)} = ($uid, $gid);
+        my %u = server_user();
         # The unprivileged servers must be able to read the built module:
         # copy the lib dirs into the temp dir.
         my @inc;
@@ -156,7 +147,7 @@ sub new {
             push @inc, $dst;
         }
         $self->{inc} = \@inc;
-        system('chown', '-R', "$uid:$gid", $dir) == 0 or croak "chown $dir failed";
+        system('chown', '-R', "$u{uid}:$u{gid}", $dir) == 0 or croak "chown $dir failed";
         system('chmod', '-R', 'a+rX', "$dir/lib");
     }
 
@@ -167,8 +158,7 @@ sub new {
 sub dir      { $_[0]{dir} }
 sub port     { $_[0]{port} }
 sub db       { $_[0]{db} }
-sub pg_port  { $_[0]{pg_port} }
-sub redis_port { $_[0]{redis_port} }
+sub rt_pid   { $_[0]{rt} && $_[0]{rt}->pid }
 sub webpath  { $_[0]{webpath} }
 sub base_url { my $s = shift; "http://$s->{host}:$s->{port}" . ($s->{webpath} || '') }
 sub url      { my ($s, $p) = @_; $p = '' unless defined $p; $s->base_url . $p }
@@ -182,262 +172,69 @@ sub sqlite_file {
 
 sub note { my $s = shift; return if $s->{quiet}; print STDERR "# [rt] @_\n" if $ENV{HETEST_VERBOSE} }
 
-sub free_port {
-    my $sock = IO::Socket::INET->new(
-        Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', ReuseAddr => 1,
-    ) or croak "cannot find a free port: $!";
-    my $port = $sock->sockport;
-    close $sock;
-    return $port;
-}
+# ---------------------------------------------------------------- PostgreSQL and redis
 
-sub port_open {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 1);
-    return $s ? 1 : 0;
-}
-
-# ---------------------------------------------------------------- processes
-
-# Fork a child in its own process group, drop privileges when root,
-# redirect output, exec. Returns the pid.
-sub spawn {
-    my ($self, %a) = @_;
-    my @cmd = @{ $a{cmd} };
-    my $out = $a{output} || '/dev/null';
-    my $pid = fork;
-    croak "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        eval {
-            POSIX::setsid();
-            open STDIN, '<', '/dev/null';
-            open STDOUT, '>>', $out or die "open $out: $!";
-            open STDERR, '>&', \*STDOUT;
-            $self->_drop_privileges;
-            %ENV = (%ENV, %{ $a{env} || {} });
-            chdir($a{chdir} || $self->{dir});
-            exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!";
-        };
-        print STDERR "spawn failed: $@";
-        POSIX::_exit(127);
+# The server in $self->{$key}: started again on its port after a stop, or
+# made by $make the first time.
+sub _start_server {
+    my ($self, $key, $make) = @_;
+    if (my $s = $self->{$key}) {
+        croak "$s->{name} already running" if $s->running;
+        $s->start;
     }
-    return $pid;
-}
-
-sub _drop_privileges {
-    my $self = shift;
-    return unless $> == 0 && defined $self->{uid};
-    my ($uid, $gid) = @$self{qw(uid gid)};
-    POSIX::setgid($gid) or die "setgid: $!";
-    $) = "$gid $gid";
-    POSIX::setuid($uid) or die "setuid: $!";
-    die "still root" if $> == 0 || $< == 0;
-    $ENV{HOME} = $self->{dir};
-    $ENV{USER} = $ENV{LOGNAME} = $RUN_AS;
-}
-
-# Run a command to completion (as the unprivileged user when root).
-# Returns (exit status, output).
-sub run_cmd {
-    my ($self, %a) = @_;
-    my $out = "$self->{dir}/run/cmd.$$." . int(rand 1e9);
-    my $pid = $self->spawn(%a, output => $out);
-    my $timeout = $a{timeout} || 300;
-    my $deadline = time + $timeout;
-    my $st;
-    while (1) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        if ($r == $pid) { $st = $?; last }
-        if (time > $deadline) { kill 'KILL', -$pid; waitpid($pid, 0); $st = -1; last }
-        sleep 0.1;
+    else {
+        $self->{$key} = $make->();
     }
-    my $text = slurp($out);
-    unlink $out;
-    return ($st, $text);
-}
-
-sub stop_pid {
-    my ($self, $pid, %a) = @_;
-    return unless $pid;
-    my $sig = $a{signal} || 'TERM';
-    my $wait = $a{wait} || 20;
-    if (exists $a{group} && !$a{group}) { kill $sig, $pid }
-    else { kill $sig, -$pid or kill $sig, $pid }
-    my $deadline = time + $wait;
-    while (time < $deadline) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        last if $r == $pid || $r == -1;
-        sleep 0.05;
-    }
-    if (kill 0, $pid) {
-        kill 'KILL', -$pid;
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
-    # stragglers of the group (e.g. Starman workers)
-    kill 'KILL', -$pid;
-}
-
-sub wait_port {
-    my ($self, $port, $pid, $what, $timeout) = @_;
-    my $deadline = time + ($timeout || 60);
-    while (time < $deadline) {
-        return 1 if port_open($port);
-        if ($pid && waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            return 0;
-        }
-        sleep 0.1;
-    }
-    return 0;
-}
-
-# ---------------------------------------------------------------- PostgreSQL
-
-sub pg_dsn_admin {
-    my $s = shift;
-    return ("dbi:Pg:dbname=postgres;host=127.0.0.1;port=$s->{pg_port}", 'postgres', $s->{pg_admin_password});
-}
-
-sub init_pg {
-    my $self = shift;
-    return if $self->{pg_initialised}++;
-    my $dir = "$self->{dir}/pg";
-    make_path($dir, "$self->{dir}/pg-sock");
-    $self->{pg_admin_password} = 'hetest-dba-' . int(rand 1e6);
-    my $pw = "$self->{dir}/run/pgpass";
-    write_file($pw, "$self->{pg_admin_password}\n");
-    if (defined $self->{uid}) {
-        chown $self->{uid}, $self->{gid}, $dir, "$self->{dir}/pg-sock", $pw;
-    }
-    my ($st, $out) = $self->run_cmd(cmd => [
-        "$PG_BIN/initdb", '-D', "$dir/data", '-U', 'postgres', "--pwfile=$pw",
-        '--auth-host=scram-sha-256', '--auth-local=trust', '-E', 'UTF8',
-        '--locale=C', '--no-sync',
-    ], timeout => 120);
-    unlink $pw;
-    croak "initdb failed:\n$out" if $st;
-    $self->{pg_port} ||= free_port();
-}
-
-sub start_pg {
-    my $self = shift;
-    $self->init_pg;
-    croak 'PostgreSQL already running' if $self->{pg_pid};
-    $self->{pg_pid} = $self->spawn(
-        cmd => [
-            "$PG_BIN/postgres", '-D', "$self->{dir}/pg/data",
-            '-c', "port=$self->{pg_port}",
-            '-c', 'listen_addresses=127.0.0.1',
-            '-c', "unix_socket_directories=$self->{dir}/pg-sock",
-            '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-            '-c', 'max_connections=50', '-c', 'shared_buffers=32MB',
-        ],
-        output => "$self->{dir}/run/postgres.log",
-    );
-    # port open is not quite "accepting connections"; poll with DBI.
-    my $deadline = time + 60;
-    require DBI;
-    while (time < $deadline) {
-        croak "postgres exited:\n" . tail(slurp("$self->{dir}/run/postgres.log"), 30)
-            if waitpid($self->{pg_pid}, POSIX::WNOHANG()) == $self->{pg_pid};
-        my $dbh = eval {
-            DBI->connect($self->pg_dsn_admin, { RaiseError => 0, PrintError => 0 })
-        };
-        if ($dbh) { $dbh->disconnect; return 1 }
-        sleep 0.2;
-    }
-    croak "postgres did not come up:\n" . tail(slurp("$self->{dir}/run/postgres.log"), 30);
-}
-
-sub stop_pg {
-    my $self = shift;
-    $self->thaw_pg if $self->{pg_frozen};
-    my $pid = delete $self->{pg_pid} or return;
-    # SIGINT = fast shutdown: terminates client connections.
-    $self->stop_pid($pid, signal => 'INT', wait => 30, group => 0);
-    # make sure the port really is closed
-    my $deadline = time + 10;
-    sleep 0.1 while port_open($self->{pg_port}) && time < $deadline;
-}
-
-sub pg_running { $_[0]{pg_pid} ? 1 : 0 }
-
-# ---------------------------------------------------------------- redis
-
-sub start_redis {
-    my $self = shift;
-    croak 'redis already running' if $self->{redis_pid};
-    $self->{redis_port} ||= free_port();
-    my $rdir = "$self->{dir}/redis";
-    make_path($rdir);
-    chown $self->{uid}, $self->{gid}, $rdir if defined $self->{uid};
-    $self->{redis_pid} = $self->spawn(
-        cmd => [
-            $REDIS_SERVER, '--port', $self->{redis_port}, '--bind', '127.0.0.1',
-            '--dir', $rdir, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-            '--protected-mode', 'yes', '--logfile', '',
-            (defined $self->{redis_password} ? ('--requirepass', $self->{redis_password}) : ()),
-        ],
-        output => "$self->{dir}/run/redis.log",
-    );
-    $self->wait_port($self->{redis_port}, $self->{redis_pid}, 'redis', 20)
-        or croak "redis-server did not start:\n" . tail(slurp("$self->{dir}/run/redis.log"), 20);
     return 1;
 }
 
-sub stop_redis {
-    my $self = shift;
-    $self->thaw_redis if $self->{redis_frozen};
-    my $pid = delete $self->{redis_pid} or return;
-    $self->stop_pid($pid, signal => 'TERM', wait => 10);
-    my $deadline = time + 10;
-    sleep 0.1 while port_open($self->{redis_port}) && time < $deadline;
+sub _server_op {
+    my ($self, $key, $op, @arg) = @_;
+    my $s = $self->{$key} or return;
+    return $s->$op(@arg);
 }
 
-sub redis_running { $_[0]{redis_pid} ? 1 : 0 }
+sub start_pg {
+    # Only the DBA: rt-setup-database creates RT's user and database.
+    $_[0]->_start_server(pg_server => sub {
+        HETest::Servers::start_postgres(
+            user => undef, superuser => 'postgres',
+            superpassword => 'hetest-dba-' . int(rand 1e6),
+            settings => { max_connections => 50, shared_buffers => '32MB' });
+    });
+}
 
-# Minimal RESP client: one command (after AUTH/SELECT as configured),
-# returns the reply (integer/bulk/status; arrays as array refs).
+sub start_redis {
+    my $pw = $_[0]{redis_password};
+    $_[0]->_start_server(redis_server => sub {
+        HETest::Servers::start_redis(defined $pw ? (requirepass => $pw) : ());
+    });
+}
+
+sub stop_pg       { $_[0]->_server_op(pg_server => 'stop') }
+sub stop_redis    { $_[0]->_server_op(redis_server => 'stop') }
+sub pg_running    { $_[0]->_server_op(pg_server => 'running') ? 1 : 0 }
+sub redis_running { $_[0]->_server_op(redis_server => 'running') ? 1 : 0 }
+sub pg_port       { $_[0]->_server_op(pg_server => 'port') }
+sub redis_port    { $_[0]->_server_op(redis_server => 'port') }
+
+# Freeze/thaw the whole PostgreSQL process group (postmaster and every
+# backend): connections hang instead of being refused, which exercises
+# the check's timeout.
+sub freeze_pg    { $_[0]->_server_op(pg_server => 'sigstop', group => 1) }
+sub thaw_pg      { $_[0]->_server_op(pg_server => 'sigcont', group => 1) }
+sub freeze_redis { $_[0]->_server_op(redis_server => 'sigstop') }
+sub thaw_redis   { $_[0]->_server_op(redis_server => 'sigcont') }
+
+# One command (after AUTH/SELECT as configured); returns the reply
+# (arrays as array refs), croaks on an error reply.
 sub redis_cmd {
     my ($self, @cmd) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{redis_port}, Proto => 'tcp', Timeout => 3)
-        or croak "connect redis: $!";
-    my @pre;
-    push @pre, ['AUTH', $self->{redis_password}] if defined $self->{redis_password};
-    push @pre, ['SELECT', $self->{redis_database}] if $self->{redis_database};
-    _resp_read($s, _resp_send($s, @$_)) for @pre;
-    _resp_send($s, @cmd);
-    return _resp_read($s);
-}
-
-sub _resp_send {
-    my ($s, @cmd) = @_;
-    print {$s} '*' . @cmd . "\r\n" . join('', map { '$' . length($_) . "\r\n$_\r\n" } @cmd);
-    return;
-}
-
-sub _resp_read {
-    my ($s) = @_;
-    my $line = <$s>;
-    defined $line or croak 'redis: no reply';
-    $line =~ s/\r\n\z//;
-    my $t = substr($line, 0, 1, '');
-    if ($t eq ':' || $t eq '+') { return $line }
-    if ($t eq '-') { croak "redis error: $line" }
-    if ($t eq '$') {
-        return undef if $line < 0;
-        my $buf = '';
-        while (length $buf < $line + 2) {
-            my $n = read($s, $buf, $line + 2 - length $buf, length $buf);
-            croak 'redis: short read' unless $n;
-        }
-        return substr($buf, 0, $line);
-    }
-    if ($t eq '*') {
-        return undef if $line < 0;
-        return [ map { _resp_read($s) } 1 .. $line ];
-    }
-    croak "redis: unexpected reply type $t";
+    my $r = HETest::Servers::resp_command(host => '127.0.0.1',
+        port => $self->redis_port, password => $self->{redis_password},
+        database => $self->{redis_database}, cmd => \@cmd, timeout => 3);
+    croak "redis error: $r->{error}" if ref $r eq 'HASH';
+    return $r;
 }
 
 sub redis_dbsize { my $s = shift; return 0 + $s->redis_cmd('DBSIZE') }
@@ -503,7 +300,7 @@ sub config_text {
         %c = (%c,
             DatabaseType     => 'Pg',
             DatabaseHost     => '127.0.0.1',
-            DatabasePort     => $self->{pg_port},
+            DatabasePort     => $self->pg_port,
             DatabaseName     => 'rt5',
             DatabaseUser     => 'rt_user',
             DatabasePassword => 'rt_pass',
@@ -524,7 +321,7 @@ sub config_text {
         $c{'%WebSessionProperties'} = $self->{session_properties};
     } elsif ($self->{redis_sessions}) {
         $c{'%WebSessionProperties'} = {
-            server => "127.0.0.1:" . ($self->{redis_port} // 0),
+            server => "127.0.0.1:" . ($self->redis_port // 0),
             (defined $self->{redis_password} ? (password => $self->{redis_password}) : ()),
             ($self->{redis_database} ? (database => $self->{redis_database}) : ()),
         };
@@ -542,9 +339,7 @@ sub config_text {
 sub write_config {
     my $self = shift;
     my $f = "$self->{dir}/etc/RT_SiteConfig.pm";
-    write_file($f, $self->config_text);
-    chmod 0644, $f;
-    return $f;
+    return write_file($f, $self->config_text, 0644);
 }
 
 sub rt_env {
@@ -570,13 +365,16 @@ sub init_db {
     $self->write_config;
     my @cmd = ($^X, $RT_SETUP_DB, '--action', 'init');
     if ($self->{db} eq 'Pg') {
-        push @cmd, '--dba', 'postgres', '--dba-password', $self->{pg_admin_password};
+        push @cmd, '--dba', 'postgres', '--dba-password', $self->{pg_server}->superpassword;
     } else {
         push @cmd, '--force';    # SQLite: no DBA password to prompt for
     }
     my $t0 = time;
-    my ($st, $out) = $self->run_cmd(cmd => \@cmd, env => $self->rt_env, timeout => 400);
-    croak "rt-setup-database failed (status $st):\n" . tail($out, 40) if $st;
+    eval {
+        run_cmd(cmd => \@cmd, env => $self->rt_env, dir => $self->{dir},
+                log => "$self->{dir}/run/rt-setup-database.log",
+                timeout => 400, tail => 40);
+    } or croak "rt-setup-database failed: $@";
     $self->{db_init_seconds} = time - $t0;
     $self->{db_initialised} = 1;
 }
@@ -585,8 +383,8 @@ sub dbh {
     my $self = shift;
     require DBI;
     if ($self->{db} eq 'Pg') {
-        return DBI->connect("dbi:Pg:dbname=rt5;host=127.0.0.1;port=$self->{pg_port}",
-            'postgres', $self->{pg_admin_password}, { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
+        return DBI->connect('dbi:Pg:dbname=rt5;host=127.0.0.1;port=' . $self->pg_port,
+            'postgres', $self->{pg_server}->superpassword, { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
     }
     return DBI->connect('dbi:SQLite:dbname=' . $self->sqlite_file, '', '',
         { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
@@ -614,8 +412,8 @@ sub session_count {
 
 sub start {
     my $self = shift;
-    $self->start_redis if $self->{redis} && !$self->{redis_pid};
-    $self->start_db unless $self->{db} ne 'Pg' || $self->{pg_pid};
+    $self->start_redis if $self->{redis} && !$self->{redis_server};
+    $self->start_db unless $self->{db} ne 'Pg' || $self->{pg_server};
     $self->init_db;
     $self->start_rt;
     return $self;
@@ -623,62 +421,47 @@ sub start {
 
 sub start_rt {
     my $self = shift;
-    croak 'RT already running' if $self->{rt_pid};
+    croak 'RT already running' if $self->rt_running;
     $self->write_config;
     # fresh output file per start, but keep RT's log (tests read it)
     unlink $self->server_output_file;
     $self->{log_mark} = -s $self->log_file || 0;
-    my @cmd = (
-        $^X, $RT_SERVER,
-        '--server', 'Starman',
-        '--host', $self->{host},
-        '--port', $self->{port},
-        '--workers', $self->{workers},
-        ($self->{webpath} ? ('--webpath', $self->{webpath}) : ()),
-    );
+    my ($host, $port) = @$self{qw(host port)};
+    # ready = answers HTTP on a static file (which creates no session)
+    my $http = HTTP::Tiny->new(timeout => 5, max_redirect => 0);
+    my $probe = $self->url('/static/images/bpslogo.png');
     my $t0 = time;
-    $self->{rt_pid} = $self->spawn(cmd => \@cmd, env => $self->rt_env, output => $self->server_output_file);
-    $self->wait_ready or do {
-        my $diag = $self->diagnostics;
-        $self->stop_rt;
-        croak "RT did not become ready within ${START_TIMEOUT}s\n$diag";
-    };
+    $self->{rt} = eval {
+        HETest::Servers::start_starman(
+            name => 'rt-server', host => $host, port => $port,
+            workers => $self->{workers}, dir => $self->{dir},
+            log => $self->server_output_file, env => $self->rt_env,
+            cmd => [ $^X, $RT_SERVER, '--server', 'Starman',
+                     '--host', $host, '--port', $port,
+                     '--workers', $self->{workers},
+                     ($self->{webpath} ? ('--webpath', $self->{webpath}) : ()) ],
+            ready => sub { port_open($port, $host)
+                           && $http->get($probe)->{status} != 599 },
+            ready_timeout => $START_TIMEOUT,
+        );
+    } or croak "RT did not become ready within ${START_TIMEOUT}s: "
+        . ($@ =~ s/\n.*//sr) . "\n" . $self->diagnostics;
+    $self->{rt_pid} = $self->{rt}->pid;     # (tests read it)
     $self->{rt_start_seconds} = time - $t0;
     return 1;
 }
 
-# Ready = answers HTTP on a static file (which creates no session).
-sub wait_ready {
-    my $self = shift;
-    my $deadline = time + $START_TIMEOUT;
-    my $http = HTTP::Tiny->new(timeout => 5, max_redirect => 0);
-    my $probe = $self->url('/static/images/bpslogo.png');
-    while (time < $deadline) {
-        return 0 if waitpid($self->{rt_pid}, POSIX::WNOHANG()) == $self->{rt_pid};
-        if (port_open($self->{port})) {
-            my $r = $http->get($probe);
-            return 1 if $r->{status} != 599;
-        }
-        sleep 0.25;
-    }
-    return 0;
-}
-
 sub stop_rt {
     my $self = shift;
-    my $pid = delete $self->{rt_pid} or return;
-    # Starman: TERM to the master stops the workers too (group kill
-    # in stop_pid catches leftovers).
-    $self->stop_pid($pid, signal => 'TERM', wait => 20);
-    my $deadline = time + 10;
-    sleep 0.1 while port_open($self->{port}) && time < $deadline;
+    my $rt = delete $self->{rt} or return;
+    delete $self->{rt_pid};
+    # Starman: TERM to the master stops the workers too (the group kill
+    # in stop catches leftovers).
+    $rt->stop;
 }
 
-sub rt_running { $_[0]{rt_pid} ? 1 : 0 }
+sub rt_running { my $rt = $_[0]{rt}; $rt && $rt->running ? 1 : 0 }
 
-# restart_rt(config => {...}, extra_config => '...', webpath => '/rt', plugin => 0)
-# replaces those settings (config is merged into the current config hash
-# unless replace_config => 1).
 sub restart_rt {
     my ($self, %a) = @_;
     $self->stop_rt;
@@ -710,21 +493,10 @@ sub rt_log_since {
 
 sub diagnostics {
     my $self = shift;
-    my $out = "--- rt-server output (tail) ---\n" . tail(slurp($self->server_output_file), 40);
-    $out .= "--- RT log (tail) ---\n" . tail($self->rt_log, 40);
-    if ($self->{db} eq 'Pg') {
-        $out .= "--- postgres log (tail) ---\n" . tail(slurp("$self->{dir}/run/postgres.log"), 15);
-    }
-    return $out;
+    return join '', log_tail($self->server_output_file, 40),
+        log_tail($self->log_file, 40),
+        ($self->{pg_server} ? log_tail($self->{pg_server}->log, 15) : ());
 }
-
-# Freeze/thaw the whole PostgreSQL process group (postmaster and every
-# backend): connections hang instead of being refused, which exercises
-# the check's timeout.
-sub freeze_redis { my $s = shift; kill 'STOP', $s->{redis_pid} if $s->{redis_pid}; $s->{redis_frozen} = 1 }
-sub thaw_redis   { my $s = shift; kill 'CONT', $s->{redis_pid} if $s->{redis_pid}; $s->{redis_frozen} = 0 }
-sub freeze_pg { my $s = shift; kill 'STOP', -$s->{pg_pid} if $s->{pg_pid}; $s->{pg_frozen} = 1 }
-sub thaw_pg   { my $s = shift; kill 'CONT', -$s->{pg_pid} if $s->{pg_pid}; $s->{pg_frozen} = 0 }
 
 # ---------------------------------------------------------------- HTTP checks
 
@@ -866,53 +638,18 @@ sub cleanup {
     my $self = shift;
     return unless ($self->{owner_pid} || 0) == $$;
     $self->stop_all;
-    if ($self->{dir} && -d $self->{dir}) {
-        if ($ENV{HETEST_KEEP}) {
-            print STDERR "# HETEST_KEEP: leaving $self->{dir}\n";
-        } else {
-            remove_tree($self->{dir});
-        }
-    }
+    remove_dir($_) for grep { defined && -d } $self->{dir},
+        map { $_->dir } grep { defined } @$self{qw(pg_server redis_server)};
     delete $LIVE{"$self"};
     $self->{dir} = undef;
 }
 
 sub DESTROY { my $s = shift; local ($?, $!, $@); $s->cleanup if $s->{dir} }
 
+# Before HETest::Proc's END (which stops whatever is left).
 END {
     local ($?, $!, $@);
     $_->cleanup for values %LIVE;
-}
-
-# Signals (Ctrl-C during a test run) should still clean up.
-for my $sig (qw(INT TERM HUP)) {
-    $SIG{$sig} = sub { $_->cleanup for values %LIVE; POSIX::_exit(130) }
-        if !defined $SIG{$sig} || $SIG{$sig} eq '' || $SIG{$sig} eq 'DEFAULT';
-}
-
-# ---------------------------------------------------------------- helpers
-
-sub slurp {
-    my $f = shift;
-    open my $fh, '<', $f or return undef;
-    local $/;
-    my $t = <$fh>;
-    return $t;
-}
-
-sub write_file {
-    my ($f, $t) = @_;
-    open my $fh, '>', $f or croak "write $f: $!";
-    print {$fh} $t;
-    close $fh or croak "close $f: $!";
-}
-
-sub tail {
-    my ($t, $n) = @_;
-    return "(none)\n" unless defined $t && length $t;
-    my @l = split /\n/, $t;
-    @l = @l[-$n .. -1] if @l > $n;
-    return join("\n", @l) . "\n";
 }
 
 1;

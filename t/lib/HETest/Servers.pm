@@ -2,7 +2,8 @@ package HETest::Servers;
 
 =head1 NAME
 
-HETest::Servers - real throw-away servers for the tests of RT::Extension::HealthEndpoint
+HETest::Servers - real throw-away servers for the tests, benchmarks and
+demo of RT::Extension::HealthEndpoint
 
 =head1 SYNOPSIS
 
@@ -24,21 +25,22 @@ HETest::Servers - real throw-away servers for the tests of RT::Extension::Health
     my $stall = start_stalled_peer();   # accepts, never reads or writes
     my $junk  = start_fake_peer(reply => "hello\r\n");
     my $file  = make_sqlite(scratch_dir('sqlite') . '/rt.db');
+    my $web   = start_starman(app => 'bench/soak.psgi', workers => 4,
+                              inc => ['blib/lib', 'blib/arch']);
 
-Everything started here is stopped, and every temporary directory removed,
-in an END block: also when the test dies or is interrupted (SIGINT, SIGTERM
-and SIGHUP are turned into an exit so that END runs).  A small watchdog
-process stops the servers even when the test itself is killed with SIGKILL.
-Set HETEST_KEEP=1 to keep the temporary directories (logs, data) for a
-post-mortem; their paths are printed with diag.
+Ports, users, process spawning, and the clean-up at exit (END block,
+signals, a watchdog that survives SIGKILL) come from L<HETest::Proc>, which
+also documents the environment variables: HETEST_PORT_BASE (free ports from
+a range), HETEST_RUN_AS, HETEST_TMPDIR, HETEST_KEEP, HETEST_READY_TIMEOUT.
 
 =head1 WHO RUNS THE SERVERS
 
 Servers never run as root: when the test runs as root they run as C<nobody>
-(PostgreSQL refuses root anyway), otherwise as the current user.  Each
-server gets its own temporary directory (under $ENV{HETEST_TMPDIR} or the
-system temp dir), owned by that user, holding its data, its config, its log
-and its unix sockets.  TCP servers listen on 127.0.0.1 on a free port.
+(HETEST_RUN_AS; PostgreSQL refuses root anyway), otherwise as the current
+user.  Each server gets its own temporary directory (under
+$ENV{HETEST_TMPDIR} or the system temp dir), owned by that user, holding
+its data, its config, its log and its unix sockets.  TCP servers listen on
+127.0.0.1 on a free port.
 
 =head1 FUNCTIONS
 
@@ -64,12 +66,17 @@ initdb (C<--auth=scram-sha-256>, superuser password from a password file),
 starts C<postgres> on 127.0.0.1:free port with its unix socket in
 C<socket_dir>, creates a login role and a database it owns.  Options and
 their defaults: user => 'heuser', password => 'he-pg-secret', dbname =>
-'hedb', superuser => 'postgres', superpassword => 'he-pg-super'.
+'hedb' (C<< user => undef >>: no role, no database), superuser =>
+'postgres', superpassword => 'he-pg-super', settings => { name => value }
+(over the defaults max_connections 40, shared_buffers 16MB, fsync off, ...).
+The binaries come from the newest /usr/lib/postgresql/*/bin, or
+$ENV{HETEST_PG_BINDIR}.
 
 Accessors: host ('127.0.0.1'), port, socket_dir, user, password, dbname,
 superuser, superpassword, dir, pid.  C<< db_config(%override) >> returns
 the list (type => 'Pg', host, port, name, user, password, %override) for
-C<< wrap(db => {...}) >>.
+C<< wrap(db => {...}) >>.  C<< psql(@sql) >> runs statements as the
+superuser.
 
 =item start_mariadb(%opt)
 
@@ -83,14 +90,15 @@ gives type => 'mysql' plus the TCP coordinates.
 
 =item start_redis(%opt)
 
-A redis-server with a generated config: port on 127.0.0.1 (and [::1] when
-the machine has it), a unix socket C<sock> in its temp dir, no persistence.
-Options: requirepass => 'pw' (legacy AUTH password); username => 'u',
-password => 'pw' (an ACL user via a C<user> directive, and the default user
-switched off so that unauthenticated clients get NOAUTH).  Accessors: host,
-port, addr ('127.0.0.1:port'), sock, username, password, dir, pid.
-C<< redis_config(%override) >> returns (server => addr, plus username and
-password when set, %override).
+A redis-server (or $ENV{HETEST_REDIS_SERVER}) with a generated config: port
+on 127.0.0.1 (and [::1] when the machine has it), a unix socket C<sock> in
+its temp dir, no persistence.  Options: requirepass => 'pw' (legacy AUTH
+password); username => 'u', password => 'pw' (an ACL user via a C<user>
+directive, and the default user switched off so that unauthenticated
+clients get NOAUTH).  Accessors: host, port, addr ('127.0.0.1:port'), sock,
+username, password, dir, pid.  C<< redis_config(%override) >> returns
+(server => addr, plus username and password when set, %override).
+C<< command(@cmd) >> sends one command, without authenticating.
 
 =item start_sentinel($master, %opt)
 
@@ -110,35 +118,44 @@ Like start_stalled_peer, but writes C<$bytes> back each time it receives
 something (e.g. "hello\r\n" or "-ERR x\r\n" to impersonate a broken Redis).
 With C<greeting =E<gt> $bytes> it writes that as soon as it accepts.
 
-=item free_port(), closed_port()
+=item start_starman(%opt)
 
-A currently free TCP port on 127.0.0.1 (nothing listens there, so connecting
-to it is refused).  closed_port is an alias that reads better in tests.
+Starman serving C<app> (a .psgi file) on C<host> (127.0.0.1):C<port> (a
+free one) with C<workers> (2) workers, run by this perl with C<-I> for each
+of C<inc>, extra Starman options in C<args>, C<env>, C<prefix> (a command to
+run it under, e.g. valgrind), its log in C<log> (default starman.log in
+C<dir>, default a new server dir).  C<cmd> replaces the whole command (e.g.
+RT's rt-server, which starts Starman itself) and then needs C<port>.  As the
+server user unless C<< as_user => 0 >>.  Ready when C<ready> (a code ref,
+called with the server object) returns true, else when the port accepts
+connections, within C<ready_timeout> seconds (HETEST_READY_TIMEOUT).  Accessors as above plus workers, and
+C<worker_pids> (the master's children).
+
+=item free_port(), closed_port(), scratch_dir($tag), find_binary($name), server_user()
+
+From L<HETest::Proc>, exported here too.
 
 =item make_sqlite($path)
 
 Creates an SQLite database file with one table and one row (DBD::SQLite when
 installed, else the sqlite3 command) and returns $path.
 
-=item scratch_dir($tag)
-
-A temporary directory for the test's own files, removed at the end.
-
 =item resp_command(%arg)
 
 A minimal RESP client for set-up and readiness checks: host/port or sock,
-cmd => [...], timeout.  Returns the decoded reply (string, integer, array
-ref, undef for nil, { error => 'text' } for an error reply); dies on I/O
-errors and timeouts.
+cmd => [...], timeout; password (and username) to send AUTH first, database
+to SELECT first.  Returns the decoded reply (string, integer, array ref,
+undef for nil, { error => 'text' } for an error reply, also of AUTH or
+SELECT); dies on I/O errors and timeouts.
 
 =back
 
-All server objects share: C<start> (start again on the same port after a
-stop; waits for readiness), C<stop> (idempotent; sends SIGCONT first so a
-frozen server can shut down), C<sigstop>, C<sigcont>, C<pid>, C<dir>,
-C<running>, C<log_tail($lines)>.  Start-up polls readiness for at most
-$HETest::Servers::READY_TIMEOUT seconds (20, or $ENV{HETEST_READY_TIMEOUT})
-and dies with the tail of the server's log on timeout or early exit.
+All server objects are L<HETest::Proc> server objects: C<start> (start again
+on the same port after a stop; waits for readiness), C<stop> (idempotent;
+sends SIGCONT first so a frozen server can shut down), C<sigstop>,
+C<sigcont>, C<pid>, C<dir>, C<running>, C<log_tail($lines)>.  Start-up polls
+readiness for at most HETEST_READY_TIMEOUT seconds (20) and dies with the
+tail of the server's log on timeout or early exit.
 
 =cut
 
@@ -147,78 +164,26 @@ use warnings;
 
 use Carp qw(croak);
 use Exporter qw(import);
-use File::Path qw(rmtree);
-use File::Spec;
-use File::Temp qw(tempdir);
-use IO::Handle;
 use IO::Select;
 use IO::Socket::INET;
-use POSIX qw(WNOHANG);
 use Socket qw(SOCK_STREAM);
 use Test::More ();
-use Time::HiRes qw(sleep);
+use Time::HiRes ();
+
+use HETest::Proc qw(free_port closed_port scratch_dir find_binary server_user
+                    server_dir write_file own run_cmd fork_server);
 
 our @EXPORT_OK = qw(
     need_server have_postgres have_mariadb have_redis have_ipv6
     start_postgres start_mariadb start_redis start_sentinel
-    start_stalled_peer start_fake_peer
+    start_stalled_peer start_fake_peer start_starman
     free_port closed_port make_sqlite scratch_dir resp_command
     find_binary server_user
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
-our $READY_TIMEOUT = $ENV{HETEST_READY_TIMEOUT} || 20;
-our $STOP_TIMEOUT  = 20;
-
-my $OWNER_PID = $$;
-my @SERVERS;            # everything started, stopped in END (newest first)
-my @TEMPDIRS;           # removed in END
-my ($WATCHDOG_PID, $WATCHDOG_FH);
-
-# Turn the usual termination signals into an exit so that END runs.  Only
-# when the test has not installed handlers of its own.
-my %SIGNUM = (HUP => 1, INT => 2, TERM => 15);
-for my $sig (sort keys %SIGNUM) {
-    next if defined $SIG{$sig} && $SIG{$sig} ne '' && $SIG{$sig} ne 'DEFAULT';
-    $SIG{$sig} = sub {
-        Test::More::diag("caught SIG$sig: stopping the test servers");
-        exit 128 + $SIGNUM{$sig};
-    };
-}
-
-END {
-    if ($$ == $OWNER_PID) {
-        local ($?, $!, $@);
-        for my $s (reverse @SERVERS) {
-            eval { $s->stop; 1 } or warn "stopping $s->{name}: $@";
-        }
-        if ($WATCHDOG_FH) {
-            print {$WATCHDOG_FH} "CLEAN\n";   # we remove them ourselves
-            close $WATCHDOG_FH;
-            waitpid $WATCHDOG_PID, 0 if $WATCHDOG_PID;
-        }
-        if ($ENV{HETEST_KEEP}) {
-            Test::More::diag("HETEST_KEEP: kept $_") for @TEMPDIRS;
-        }
-        else {
-            rmtree($_, 0, 1) for @TEMPDIRS;
-        }
-    }
-}
-
 # ---------------------------------------------------------------------------
 # availability
-
-sub find_binary {
-    my ($name) = @_;
-    return (-f $name && -x _) ? $name : undef if $name =~ m{/};
-    my @dirs = (File::Spec->path, qw(/usr/local/sbin /usr/sbin /sbin));
-    for my $d (@dirs) {
-        my $p = "$d/$name";
-        return $p if -f $p && -x _;
-    }
-    return undef;
-}
 
 sub _first_binary { for (@_) { my $p = find_binary($_); return $p if $p } undef }
 
@@ -238,7 +203,8 @@ sub need_server {
 
 sub _pg_bindir {
     my @cand;
-    push @cand, $ENV{HETEST_PG_BINDIR} if $ENV{HETEST_PG_BINDIR};
+    # HETEST_PG_BIN is what HETest::RT used to read
+    push @cand, grep { $_ } @ENV{qw(HETEST_PG_BINDIR HETEST_PG_BIN)};
     push @cand, map { $_->[1] }
                 sort { $b->[0] <=> $a->[0] }
                 map { m{/postgresql/(\d+)/bin$} ? [$1, $_] : () }
@@ -270,8 +236,10 @@ sub _mariadb_binaries {
     return (grep { !$_ } values %b) ? () : %b;
 }
 
+sub _redis_server { $ENV{HETEST_REDIS_SERVER} || find_binary('redis-server') }
+
 sub have_mariadb { scalar(my @b = _mariadb_binaries()) ? 1 : 0 }
-sub have_redis   { find_binary('redis-server') ? 1 : 0 }
+sub have_redis   { _redis_server() ? 1 : 0 }
 
 sub have_ipv6 {
     require IO::Socket::IP;
@@ -281,330 +249,10 @@ sub have_ipv6 {
 }
 
 # ---------------------------------------------------------------------------
-# users, directories, ports
-
-sub server_user {
-    if ($> == 0) {
-        my @pw = getpwnam('nobody')
-            or croak "running as root but there is no user 'nobody'";
-        return (name => 'nobody', uid => $pw[2], gid => $pw[3]);
-    }
-    my $name = getpwuid($>) // $>;
-    return (name => $name, uid => $>, gid => (split ' ', $))[0]);
-}
-
-# A temp dir owned by the server user, checked to be usable by that user.
-sub _server_dir {
-    my ($tag) = @_;
-    my $base = $ENV{HETEST_TMPDIR} // File::Spec->tmpdir;
-    my $dir = tempdir("he-$tag-XXXXXX", DIR => $base, CLEANUP => 0);
-    _add_tempdir($dir);
-    my %u = server_user();
-    if ($> == 0) {
-        chown $u{uid}, $u{gid}, $dir or croak "chown $dir: $!";
-    }
-    chmod 0700, $dir;
-    # unix socket paths are limited to 107 bytes
-    croak "temp dir $dir is too long for unix sockets; set HETEST_TMPDIR"
-        if length($dir) > 70;
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        eval { _drop_privileges(\%u) };
-        POSIX::_exit(!$@ && -w $dir && -x $dir ? 0 : 1);
-    }
-    waitpid $pid, 0;
-    croak "user $u{name} cannot write $dir (is $base traversable by it? "
-        . "set HETEST_TMPDIR)" if $?;
-    return $dir;
-}
-
-sub scratch_dir {
-    my ($tag) = @_;
-    my $dir = tempdir("he-" . ($tag // 'scratch') . "-XXXXXX",
-                      TMPDIR => 1, CLEANUP => 0);
-    _add_tempdir($dir);
-    return $dir;
-}
-
-# Create a file in a server dir, owned by the server user.
-sub _write_file {
-    my ($path, $content, $mode) = @_;
-    open my $fh, '>', $path or croak "write $path: $!";
-    print $fh $content;
-    close $fh or croak "write $path: $!";
-    chmod $mode // 0600, $path;
-    my %u = server_user();
-    chown $u{uid}, $u{gid}, $path if $> == 0;
-    return $path;
-}
-
-sub _mkdir_owned {
-    my ($path) = @_;
-    mkdir $path, 0700 or croak "mkdir $path: $!";
-    my %u = server_user();
-    chown $u{uid}, $u{gid}, $path if $> == 0;
-    return $path;
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1)
-        or croak "cannot bind 127.0.0.1:0: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
-sub closed_port { free_port() }
-
-# ---------------------------------------------------------------------------
-# processes
-
-sub _drop_privileges {
-    my ($u) = @_;
-    return unless $> == 0 && $u->{uid} != 0;
-    $) = "$u->{gid} $u->{gid}";                 # egid and setgroups()
-    POSIX::setgid($u->{gid}) or die "setgid $u->{gid}: $!\n";
-    POSIX::setuid($u->{uid}) or die "setuid $u->{uid}: $!\n";
-    die "could not drop root privileges\n" if $< == 0 || $> == 0;
-    @ENV{qw(USER LOGNAME)} = ($u->{name}) x 2;
-}
-
-# The watchdog outlives us by a moment: it reads process-group ids from a
-# pipe ("+pid" when started, "-pid" when stopped) and, when the pipe closes
-# (we exited, however that happened), kills the groups still listed.
-sub _watchdog {
-    return $WATCHDOG_FH if $WATCHDOG_FH;
-    pipe(my $r, my $w) or croak "pipe: $!";
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        close $w;
-        $SIG{$_} = 'IGNORE' for qw(INT HUP);
-        $SIG{TERM} = 'DEFAULT';
-        POSIX::setsid();
-        my (%live, @dirs);              # pid => polite stop signal
-        while (my $line = <$r>) {
-            chomp $line;
-            if    ($line =~ /^\+(\d+) (\w+)$/) { $live{$1} = $2 }
-            elsif ($line =~ /^-(\d+)$/)        { delete $live{$1} }
-            elsif ($line =~ /^D (.+)$/)        { push @dirs, $1 }
-            elsif ($line eq 'CLEAN')           { @dirs = () }
-        }
-        if (%live) {
-            kill 'CONT', map { -$_ } keys %live;
-            kill $live{$_}, -$_ for keys %live;
-            my $until = time + 5;
-            while (time < $until && grep { kill 0, $_ } keys %live) {
-                sleep 0.1;
-            }
-            kill 'KILL', map { -$_ } keys %live;
-        }
-        rmtree($_, 0, 1) for $ENV{HETEST_KEEP} ? () : @dirs;
-        POSIX::_exit(0);
-    }
-    close $r;
-    $w->autoflush(1);
-    ($WATCHDOG_PID, $WATCHDOG_FH) = ($pid, $w);
-    return $w;
-}
-
-sub _add_tempdir {
-    my ($dir) = @_;
-    push @TEMPDIRS, $dir;
-    my $w = _watchdog();
-    print {$w} "D $dir\n";
-}
-
-sub _watch   { my $w = _watchdog(); print {$w} "+$_[0] ", $_[1] // 'TERM', "\n" }
-sub _unwatch { print {$WATCHDOG_FH} "-$_[0]\n" if $WATCHDOG_FH }
-
-# Fork and exec a command, in a new session, stdout/stderr appended to a log,
-# as the server user unless as_user => 0.  Returns the pid.
-sub _spawn {
-    my (%a) = @_;
-    my %u = server_user();
-    my $wd = _watchdog();
-    pipe(my $er, my $ew) or croak "pipe: $!";
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        close $er;
-        close $wd;
-        eval {
-            $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE CHLD);
-            POSIX::setsid();
-            open STDIN, '<', '/dev/null' or die "stdin: $!\n";
-            open STDOUT, '>>', $a{log} or die "open $a{log}: $!\n";
-            open STDERR, '>&', \*STDOUT or die "stderr: $!\n";
-            _drop_privileges(\%u) if $a{as_user} // 1;
-            if ($a{dir}) { chdir $a{dir} or die "chdir $a{dir}: $!\n" }
-            $ENV{HOME} = $a{dir} if $a{dir} && ($a{as_user} // 1);
-            for my $k (keys %{ $a{env} || {} }) {
-                if (defined $a{env}{$k}) { $ENV{$k} = $a{env}{$k} }
-                else                     { delete $ENV{$k} }
-            }
-            exec { $a{cmd}[0] } @{ $a{cmd} } or die "exec $a{cmd}[0]: $!\n";
-        };
-        print {$ew} $@ || "unknown failure\n";
-        close $ew;
-        POSIX::_exit(127);
-    }
-    close $ew;
-    my $err = do { local $/; <$er> };
-    close $er;
-    if (defined $err && length $err) {
-        waitpid $pid, 0;
-        croak "cannot start $a{cmd}[0]: $err";
-    }
-    _watch($pid, $a{stop_signal});
-    return $pid;
-}
-
-sub _tail {
-    my ($file, $n) = @_;
-    $n ||= 30;
-    open my $fh, '<', $file or return "($file: $!)\n";
-    my @l = <$fh>;
-    splice @l, 0, @l - $n if @l > $n;
-    return join '', "--- last lines of $file ---\n", @l;
-}
-
-# Run a command to completion (bounded); die with its log tail on failure.
-sub _run {
-    my (%a) = @_;
-    my $timeout = delete $a{timeout} // 120;
-    my $pid = _spawn(%a);
-    my $deadline = Time::HiRes::time() + $timeout;
-    while (1) {
-        my $r = waitpid $pid, WNOHANG;
-        if ($r == $pid) {
-            my $st = $?;
-            _unwatch($pid);
-            return 1 if $st == 0;
-            croak "@{$a{cmd}}: exit status " . ($st >> 8)
-                . " signal " . ($st & 127) . "\n" . _tail($a{log});
-        }
-        if (Time::HiRes::time() > $deadline) {
-            kill 'KILL', -$pid;
-            waitpid $pid, 0;
-            _unwatch($pid);
-            croak "@{$a{cmd}}: no exit after $timeout s\n" . _tail($a{log});
-        }
-        sleep 0.05;
-    }
-}
-
-# ---------------------------------------------------------------------------
-# the common server object
-
-package HETest::Servers::Process;
-
-use Carp qw(croak);
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
-
-sub _new {
-    my ($class, %f) = @_;
-    my $self = bless { stop_signal => 'TERM', %f }, $class;
-    push @SERVERS, $self;
-    return $self;
-}
-
-for my $f (qw(name dir pid host port log sock user password)) {
-    no strict 'refs';
-    *{$f} = sub { $_[0]{$f} } unless defined &{$f};
-}
-
-sub addr {
-    my ($self) = @_;
-    my $h = $self->{host};
-    $h = "[$h]" if $h =~ /:/;
-    return "$h:$self->{port}";
-}
-
-sub running {
-    my ($self) = @_;
-    return 0 unless $self->{pid};
-    my $r = waitpid $self->{pid}, WNOHANG;
-    return 1 if $r == 0;
-    $self->{exit_status} = $?;
-    HETest::Servers::_unwatch($self->{pid});
-    $self->{pid} = undef;
-    return 0;
-}
-
-sub log_tail {
-    my ($self, $n) = @_;
-    return join '', map { HETest::Servers::_tail($_, $n) }
-                    grep { -e } $self->{log}, @{ $self->{extra_logs} || [] };
-}
-
-sub start {
-    my ($self) = @_;
-    return $self if $self->running;
-    $self->{pid} = HETest::Servers::_spawn(
-        cmd => $self->{cmd}, log => $self->{log}, dir => $self->{dir},
-        env => $self->{env}, stop_signal => $self->{stop_signal},
-    );
-    $self->_wait_ready;
-    return $self;
-}
-
-sub _wait_ready {
-    my ($self) = @_;
-    my $deadline = Time::HiRes::time() + $HETest::Servers::READY_TIMEOUT;
-    my $last_err = '';
-    while (1) {
-        unless ($self->running) {
-            my $st = $self->{exit_status} // 0;
-            croak "$self->{name} exited during start-up (status "
-                . ($st >> 8) . ", signal " . ($st & 127) . ")\n"
-                . $self->log_tail;
-        }
-        my $ok = eval { $self->_ready };
-        return 1 if $ok;
-        $last_err = $@ if $@;
-        if (Time::HiRes::time() > $deadline) {
-            my $msg = "$self->{name} not ready after "
-                . "$HETest::Servers::READY_TIMEOUT s"
-                . ($last_err ? " (last check: $last_err)" : '') . "\n"
-                . $self->log_tail;
-            $self->stop;
-            croak $msg;
-        }
-        sleep 0.1;
-    }
-}
-
-sub stop {
-    my ($self) = @_;
-    my $pid = $self->{pid} or return $self;
-    kill 'CONT', $pid;
-    kill $self->{stop_signal}, $pid;
-    my $deadline = Time::HiRes::time() + $HETest::Servers::STOP_TIMEOUT;
-    while (waitpid($pid, WNOHANG) == 0) {
-        if (Time::HiRes::time() > $deadline) {
-            warn "$self->{name} (pid $pid) ignored SIG$self->{stop_signal}; "
-                . "killing it\n";
-            kill 'KILL', -$pid;
-            waitpid $pid, 0;
-            last;
-        }
-        sleep 0.05;
-    }
-    kill 'KILL', -$pid;          # leftovers of its process group, if any
-    HETest::Servers::_unwatch($pid);
-    $self->{pid} = undef;
-    return $self;
-}
-
-sub sigstop { my ($s) = @_; kill 'STOP', $s->{pid} or croak "SIGSTOP: $!"; $s }
-sub sigcont { my ($s) = @_; kill 'CONT', $s->{pid} or croak "SIGCONT: $!"; $s }
-
-# ---------------------------------------------------------------------------
 # PostgreSQL
 
 package HETest::Servers::Postgres;
-our @ISA = ('HETest::Servers::Process');
+our @ISA = ('HETest::Proc::Server');
 
 sub socket_dir    { $_[0]{socket_dir} }
 sub dbname        { $_[0]{dbname} }
@@ -630,7 +278,7 @@ sub _ready {
 # Run SQL statements as the superuser, each in its own psql -c.
 sub psql {
     my ($self, @sql) = @_;
-    HETest::Servers::_run(
+    HETest::Proc::run_cmd(
         cmd => [ $self->{psql}, '-X', '-q', '-v', 'ON_ERROR_STOP=1',
                  '-h', $self->{host}, '-p', $self->{port},
                  '-U', $self->{superuser}, '-d', 'postgres',
@@ -650,7 +298,15 @@ sub start_postgres {
     my (%o) = (user => 'heuser', password => 'he-pg-secret', dbname => 'hedb',
                superuser => 'postgres', superpassword => 'he-pg-super', @_);
     my $bindir = _pg_bindir() or croak "PostgreSQL server binaries not found";
-    my $dir = _server_dir('pg');
+    my $dir = server_dir('pg');
+    my %set = (
+        fsync => 'off', full_page_writes => 'off', synchronous_commit => 'off',
+        max_connections => 40, shared_buffers => '16MB',
+        logging_collector => 'off', log_connections => 'on',
+        unix_socket_permissions => '0777',
+        password_encryption => 'scram-sha-256',
+        %{ delete $o{settings} || {} },
+    );
     my $self = HETest::Servers::Postgres->_new(
         name => 'postgres', dir => $dir, host => '127.0.0.1',
         log => "$dir/postgres.log", stop_signal => 'INT',   # fast shutdown
@@ -660,27 +316,23 @@ sub start_postgres {
         extra_logs => ["$dir/initdb.log", "$dir/psql.log"],
         %o,
     );
-    _mkdir_owned("$dir/sock");
-    _write_file("$dir/pwfile", "$o{superpassword}\n");
-    _run(cmd => [ "$bindir/initdb", '-D', "$dir/data", '-U', $o{superuser},
-                  '--auth=scram-sha-256', "--pwfile=$dir/pwfile",
-                  '--no-locale', '-E', 'UTF8', '--no-sync' ],
-         log => "$dir/initdb.log", dir => $dir);
+    mkdir "$dir/sock", 0700 or croak "mkdir $dir/sock: $!";
+    own("$dir/sock", write_file("$dir/pwfile", "$o{superpassword}\n"));
+    run_cmd(cmd => [ "$bindir/initdb", '-D', "$dir/data", '-U', $o{superuser},
+                     '--auth=scram-sha-256', "--pwfile=$dir/pwfile",
+                     '--no-locale', '-E', 'UTF8', '--no-sync' ],
+            log => "$dir/initdb.log", dir => $dir);
     $self->{port} = free_port();
     $self->{cmd} = [
         "$bindir/postgres", '-D', "$dir/data", '-p', $self->{port},
         '-k', "$dir/sock", '-h', '127.0.0.1',
-        map { ('-c', $_) }
-            'fsync=off', 'full_page_writes=off', 'synchronous_commit=off',
-            'max_connections=40', 'shared_buffers=16MB',
-            'logging_collector=off', 'log_connections=on',
-            'unix_socket_permissions=0777', 'password_encryption=scram-sha-256',
+        map { ('-c', "$_=$set{$_}") } sort keys %set,
     ];
     $self->start;
     $self->psql(
         qq{CREATE ROLE "$o{user}" LOGIN PASSWORD '$o{password}'},
         qq{CREATE DATABASE "$o{dbname}" OWNER "$o{user}"},
-    );
+    ) if defined $o{user};
     return $self;
 }
 
@@ -688,7 +340,7 @@ sub start_postgres {
 # MariaDB
 
 package HETest::Servers::MariaDB;
-our @ISA = ('HETest::Servers::Process');
+our @ISA = ('HETest::Proc::Server');
 
 sub socket { $_[0]{socket} }
 sub dbname { $_[0]{dbname} }
@@ -726,7 +378,7 @@ sub _ready {
 
 sub sql {
     my ($self, @sql) = @_;
-    HETest::Servers::_run(cmd => $self->_client_cmd(@sql),
+    HETest::Proc::run_cmd(cmd => $self->_client_cmd(@sql),
                           log => "$self->{dir}/client.log", as_user => 0,
                           timeout => 60);
 }
@@ -738,7 +390,7 @@ sub start_mariadb {
                @_);
     my %bin = _mariadb_binaries() or croak "MariaDB binaries not found";
     my %u = server_user();
-    my $dir = _server_dir('my');
+    my $dir = server_dir('my');
     my $self = HETest::Servers::MariaDB->_new(
         name => 'mariadbd', dir => $dir, host => '127.0.0.1',
         log => "$dir/mariadbd.log", socket => "$dir/mysqld.sock",
@@ -746,11 +398,13 @@ sub start_mariadb {
         extra_logs => ["$dir/install.log", "$dir/client.log"],
         %o,
     );
-    _mkdir_owned("$dir/tmp");
-    _run(cmd => [ $bin{install}, '--no-defaults',
-                  '--auth-root-authentication-method=normal',
-                  "--datadir=$dir/data", '--skip-test-db', "--user=$u{name}" ],
-         log => "$dir/install.log", dir => $dir);
+    mkdir "$dir/tmp", 0700 or croak "mkdir $dir/tmp: $!";
+    own("$dir/tmp");
+    run_cmd(cmd => [ $bin{install}, '--no-defaults',
+                     '--auth-root-authentication-method=normal',
+                     "--datadir=$dir/data", '--skip-test-db',
+                     "--user=$u{name}" ],
+            log => "$dir/install.log", dir => $dir);
     $self->{port} = free_port();
     $self->{cmd} = [
         $bin{server}, '--no-defaults', "--user=$u{name}",
@@ -778,7 +432,7 @@ sub start_mariadb {
 # Redis and Sentinel
 
 package HETest::Servers::Redis;
-our @ISA = ('HETest::Servers::Process');
+our @ISA = ('HETest::Proc::Server');
 
 sub username { $_[0]{username} }
 sub service  { $_[0]{service} }
@@ -811,73 +465,64 @@ sub _ready {
 
 package HETest::Servers;
 
+# Start a redis-server with these config lines (plus port, dir and the
+# settings every one of ours has) in its server dir.
+sub _start_redis_conf {
+    my ($dir, $conf, $lines, %f) = @_;
+    my $bin = _redis_server() or croak "redis-server not found";
+    my $self = HETest::Servers::Redis->_new(dir => $dir, host => '127.0.0.1',
+                                            port => free_port(), %f);
+    # owned by the server user: sentinel rewrites its config file
+    own(write_file("$dir/$conf", join "\n", "port $self->{port}", "dir $dir",
+                   'logfile ""', 'daemonize no', @$lines, ''));
+    $self->{cmd} = [ $bin, "$dir/$conf", ($f{sentinel_of} ? '--sentinel' : ()) ];
+    return $self->start;
+}
+
 sub start_redis {
     my (%o) = @_;
-    my $bin = find_binary('redis-server') or croak "redis-server not found";
-    my $dir = _server_dir('redis');
-    my $self = HETest::Servers::Redis->_new(
-        name => 'redis-server', dir => $dir, host => '127.0.0.1',
-        log => "$dir/redis.log", sock => "$dir/redis.sock",
-        (defined $o{requirepass} ? (password => $o{requirepass}) : ()),
-        (defined $o{username} ? (username => $o{username},
-                                 password => $o{password}) : ()),
-    );
     croak "start_redis: username needs a password"
         if defined $o{username} && !defined $o{password};
-    $self->{port} = free_port();
-    my $conf = join "\n",
-        "port $self->{port}",
+    my $dir = server_dir('redis');
+    return _start_redis_conf($dir, 'redis.conf', [
         'bind 127.0.0.1' . (have_ipv6() ? ' -::1' : ''),
         'protected-mode no',
         "unixsocket $dir/redis.sock",
         'unixsocketperm 700',
-        "dir $dir",
         'save ""',
         'appendonly no',
-        'daemonize no',
-        'logfile ""',
         'databases 16',
         (defined $o{requirepass} ? "requirepass $o{requirepass}" : ()),
         (defined $o{username}
             ? ('user default off',
                "user $o{username} on >$o{password} ~* &* +\@all")
             : ()),
-        '';
-    _write_file("$dir/redis.conf", $conf);
-    $self->{cmd} = [ $bin, "$dir/redis.conf" ];
-    $self->start;
-    return $self;
+    ],
+        name => 'redis-server', log => "$dir/redis.log",
+        sock => "$dir/redis.sock",
+        (defined $o{requirepass} ? (password => $o{requirepass}) : ()),
+        (defined $o{username} ? (username => $o{username},
+                                 password => $o{password}) : ()),
+    );
 }
 
 sub start_sentinel {
     my ($master, %o) = @_;
     my $service = $o{service} // 'mymaster';
-    my $bin = find_binary('redis-server') or croak "redis-server not found";
-    my $dir = _server_dir('sentinel');
-    my $self = HETest::Servers::Redis->_new(
-        name => 'redis-sentinel', dir => $dir, host => '127.0.0.1',
-        log => "$dir/sentinel.log", service => $service,
-        sentinel_of => $master,
-    );
-    $self->{port} = free_port();
-    my $conf = join "\n",
-        "port $self->{port}",
+    my $dir = server_dir('sentinel');
+    return _start_redis_conf($dir, 'sentinel.conf', [
         'bind 127.0.0.1',
         'protected-mode no',
-        "dir $dir",
-        'logfile ""',
-        'daemonize no',
         "sentinel monitor $service $master->{host} $master->{port} 1",
         "sentinel down-after-milliseconds $service 60000",
         (defined $master->{password}
             ? "sentinel auth-pass $service $master->{password}" : ()),
         (defined $master->{username}
             ? "sentinel auth-user $service $master->{username}" : ()),
-        '';
-    _write_file("$dir/sentinel.conf", $conf);    # sentinel rewrites it
-    $self->{cmd} = [ $bin, "$dir/sentinel.conf", '--sentinel' ];
-    $self->start;
-    return $self;
+    ],
+        name => 'redis-sentinel', log => "$dir/sentinel.log",
+        service => $service, sentinel_of => $master,
+    );
 }
 
 # Minimal RESP client.
@@ -896,9 +541,16 @@ sub resp_command {
                                     Proto => 'tcp', Timeout => $timeout)
             or die "connect $a{host}:$a{port}: $@\n";
     }
-    my @cmd = @{ $a{cmd} };
-    my $req = '*' . @cmd . "\r\n"
-            . join('', map { '$' . length($_) . "\r\n$_\r\n" } @cmd);
+    my @cmds = (
+        (defined $a{password}
+            ? [ 'AUTH', (defined $a{username} ? $a{username} : ()),
+                $a{password} ] : ()),
+        ($a{database} ? [ 'SELECT', $a{database} ] : ()),
+        $a{cmd},
+    );
+    my $req = join '', map {
+        '*' . @$_ . "\r\n" . join('', map { '$' . length($_) . "\r\n$_\r\n" } @$_)
+    } @cmds;
     my $deadline = Time::HiRes::time() + $timeout;
     my $sel = IO::Select->new($sock);
     $sel->can_write($timeout) or die "write timeout\n";
@@ -938,7 +590,11 @@ sub resp_command {
         }
         die "bad RESP reply: $l\n";
     };
-    my $reply = $parse->();
+    my $reply;
+    for my $i (0 .. $#cmds) {
+        $reply = $parse->();
+        last if ref $reply eq 'HASH';   # AUTH or SELECT refused
+    }
     undef $parse;
     close $sock;
     return $reply;
@@ -948,7 +604,7 @@ sub resp_command {
 # fake peers
 
 package HETest::Servers::Peer;
-our @ISA = ('HETest::Servers::Process');
+our @ISA = ('HETest::Proc::Server');
 
 sub start { Carp::croak("a fake peer cannot be restarted") unless $_[0]{pid}; $_[0] }
 
@@ -956,19 +612,15 @@ package HETest::Servers;
 
 sub start_fake_peer {
     my (%o) = @_;
+    my $port = free_port();
     my $listen = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
+        LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
         Listen => 64, ReuseAddr => 1,
-    ) or croak "listen on 127.0.0.1: $!";
-    my $port = $listen->sockport;
-    my $wd = _watchdog();
+    ) or croak "listen on 127.0.0.1:$port: $!";
     my $parent = $$;
-    my $pid = fork // croak "fork: $!";
+    my $pid = fork_server(stop_signal => 'KILL');
     if ($pid == 0) {
-        close $wd;
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP CHLD);
         $SIG{PIPE} = 'IGNORE';
-        POSIX::setsid();
         my $sel = IO::Select->new($listen);
         my @keep;                       # stalled connections stay open
         my $until = time + 900;         # stops by itself in any case
@@ -989,7 +641,6 @@ sub start_fake_peer {
         POSIX::_exit(0);
     }
     close $listen;
-    _watch($pid, 'KILL');
     return HETest::Servers::Peer->_new(
         name => defined $o{reply} ? 'fake peer' : 'stalled peer',
         host => '127.0.0.1', port => $port, pid => $pid,
@@ -998,6 +649,48 @@ sub start_fake_peer {
 }
 
 sub start_stalled_peer { start_fake_peer(@_, reply => undef) }
+
+# ---------------------------------------------------------------------------
+# Starman
+
+package HETest::Servers::Starman;
+our @ISA = ('HETest::Proc::Server');
+
+sub workers { $_[0]{workers} }
+
+# Starman's workers: the children of its master process.
+sub worker_pids {
+    my ($self) = @_;
+    my $pid = $self->{pid} or return ();
+    open my $fh, '<', "/proc/$pid/task/$pid/children" or return ();
+    my @pids = sort { $a <=> $b } split ' ', scalar(<$fh>) // '';
+    return @pids;                       # (a count in scalar context)
+}
+
+sub _ready {
+    my ($self) = @_;
+    return $self->{ready}->($self) if $self->{ready};
+    return HETest::Proc::port_open($self->{port}, $self->{host});
+}
+
+package HETest::Servers;
+
+sub start_starman {
+    my (%o) = (host => '127.0.0.1', workers => 2, name => 'starman', @_);
+    croak "start_starman: app or cmd" unless $o{app} || $o{cmd};
+    croak "start_starman: cmd needs port" if $o{cmd} && !$o{port};
+    $o{port} //= free_port();
+    $o{dir} //= ($o{as_user} // 1) ? server_dir('starman')
+                                   : scratch_dir('starman');
+    $o{log} //= "$o{dir}/starman.log";
+    $o{cmd} //= do {
+        my $starman = find_binary('starman') or croak "starman not found";
+        [ @{ $o{prefix} || [] }, $^X, (map { "-I$_" } @{ $o{inc} || [] }),
+          $starman, '--workers', $o{workers},
+          '--listen', "$o{host}:$o{port}", @{ $o{args} || [] }, $o{app} ];
+    };
+    return HETest::Servers::Starman->_new(%o)->start;
+}
 
 # ---------------------------------------------------------------------------
 # SQLite
