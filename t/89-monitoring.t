@@ -44,8 +44,8 @@ include "rt.conf"
 EOF
     # Icinga switches to its run-as user unless that is who runs it: name
     # ourselves, and keep every path it writes in the temp dir.
-    my $user  = $> == 0 ? $HETest::RT::RUN_AS : (getpwuid $>)[0];
-    my $gid   = $> == 0 ? (getpwnam $HETest::RT::RUN_AS)[3] : (split ' ', $))[0];
+    my %u     = HETest::Proc::server_user();
+    my ($user, $gid) = @u{qw(name gid)};
     my $group = getgrgid($gid) // $gid;
     my @paths = map { ("-D$_->[0]=$idir/$_->[1]") }
         [ConfigDir => 'etc'], [DataDir => 'lib'], [LogDir => 'log'],
@@ -77,7 +77,7 @@ EOF
 
 my ($hap, $fe_port, $stats_port);
 if (!@{ $need{haproxy} }) {
-    ($fe_port, $stats_port) = (HETest::RT::free_port(), HETest::RT::free_port());
+    ($fe_port, $stats_port) = (HETest::Proc::free_port(), HETest::Proc::free_port());
     HETest::Web::write_file("$dir/haproxy.cfg", eg_template('haproxy.cfg',
         '127.0.0.1:8080' => "127.0.0.1:$port",
         '127.0.0.1:8000' => "127.0.0.1:$fe_port",
@@ -88,7 +88,7 @@ if (!@{ $need{haproxy} }) {
 
 my ($bb, $bb_port, @jobs);
 if (!@{ $need{blackbox} }) {
-    $bb_port = HETest::RT::free_port();
+    $bb_port = HETest::Proc::free_port();
     HETest::Web::write_file("$dir/blackbox.yml", eg_file('blackbox.yml'));
     $bb = start_server($rt, name => 'blackbox', port => $bb_port, dir => $dir,
         cmd => [ $HETest::Web::BLACKBOX, "--config.file=$dir/blackbox.yml",

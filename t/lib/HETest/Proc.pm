@@ -131,7 +131,9 @@ exec failed.
 =item run_cmd(%a)
 
 spawn, then wait for the exit, at most C<timeout> seconds (120); croaks with
-the tail (C<tail> lines, 30) of the log unless the exit status is 0.
+the tail (C<tail> lines, 30) of the log unless the exit status is 0.  With
+C<< status => 1 >> it returns the wait status (C<$?>; -1 after a timeout)
+instead of croaking, for a caller that wants the exit code.
 
 =item fork_server(stop_signal => $sig)
 
@@ -484,6 +486,7 @@ sub run_cmd {
     my (%a) = @_;
     my $timeout = delete $a{timeout} // 120;
     my $tail = delete $a{tail};
+    my $want_status = delete $a{status};
     my $pid = spawn(%a);
     my $deadline = Time::HiRes::time() + $timeout;
     while (1) {
@@ -491,6 +494,7 @@ sub run_cmd {
         if ($r == $pid) {
             my $st = $?;
             unwatch($pid);
+            return $st if $want_status;
             return 1 if $st == 0;
             croak "@{$a{cmd}}: exit status " . ($st >> 8)
                 . " signal " . ($st & 127) . "\n" . log_tail($a{log}, $tail);
@@ -499,6 +503,7 @@ sub run_cmd {
             kill 'KILL', -$pid;
             waitpid $pid, 0;
             unwatch($pid);
+            return -1 if $want_status;
             croak "@{$a{cmd}}: no exit after $timeout s\n"
                 . log_tail($a{log}, $tail);
         }

@@ -27,16 +27,18 @@ spawn-fcgi, each from Debian's own configuration file (the RT_SITE_CONFIG
 it names replaced) plus a private server config in the RT's temp dir: a free
 port on 127.0.0.1, logs, pid and lock files in the temp dir, nothing in /etc
 read for the server itself, no service touched.  As root every server runs
-as the unprivileged user HETest::RT uses (nobody).  The RT underneath is an
-L<HETest::RT> on a private PostgreSQL with the plugin loaded from the
-built blib (copied into the temp dir when root).
+as the unprivileged user of L<HETest::Proc> (nobody, or HETEST_RUN_AS).
+The RT underneath is an L<HETest::RT> on a private PostgreSQL with the
+plugin loaded from the built blib (copied into the temp dir when root).
 
 The monitoring test (t/89) uses C<start_server>, C<eg_template> and the
 skip helpers for HAProxy, the blackbox exporter, check_http/check_curl and
 icinga2 against an rt-server.
 
-Servers started here are stopped at END (before HETest::RT removes the temp
-dir) and, should the test be killed, by a small watchdog process.
+The servers are L<HETest::Proc> server objects, spawned by
+C<HETest::Proc::spawn> (a session of their own, unprivileged when root) and
+handed to its watchdog, which stops them should the test be killed; they
+are stopped at END before HETest::RT removes the temp dir.
 
 =head1 FUNCTIONS
 
@@ -74,9 +76,11 @@ a second server block on C<fixed_port> that adds eg/nginx-healthz.conf.
 
 =item start_server($rt, name => ..., cmd => [...], port => N, env => {...}, logs => [...], ready => sub {...})
 
-Spawn a long-running program through C<< $rt->spawn >> (own process
-group, unprivileged when root), wait until C<port> accepts connections
-and C<ready> (optional) returns true.  Dies with the log tails otherwise.
+Start a long-running program as an L<HETest::Proc> server object (its
+output in C<output>, default F<run/NAME.out>; C<PERL5LIB> emptied unless
+C<env> sets it), wait (C<timeout>, default HETEST_START_TIMEOUT or 120 s)
+until C<port> accepts connections and C<ready> (optional) returns true.
+Dies with the tails of its output, C<logs> and RT's log otherwise.
 
 =item eg_file($name), eg_template($name, $from => $to, ...)
 
@@ -106,16 +110,27 @@ wait_for_status polls $url for the HTTP status $code for at most
 CacheSeconds + 2 x Timeout after $since (when the database changed), then
 waits until no worker can still answer from a result taken before $since.
 
-=item run_as_server($rt, @cmd, { env => {...} })
+=item run_as_server($rt, @cmd, { env => {...}, timeout => 60 })
 
-Runs a command to completion as the server user; returns (exit code,
-output).
+Runs a command to completion as the server user (C<HETest::Proc::run_cmd>);
+returns (exit code, output), the code -1 after a timeout.
+
+=item write_file($path, $text, [$mode]), server_dirs(@dirs)
+
+A file (mode 0644 unless given), directories (0755), owned by the server
+user when root.
+
+=item find_program($name)
+
+C<HETest::Proc::find_binary>.
 
 =back
 
-The server object: C<name>, C<port>, C<base> (C<http://127.0.0.1:port/rt>),
-C<url($path)>, C<pid>, C<stop>, C<running>, C<logs>, C<log_tail>,
-C<dir>.
+The server object (an L<HETest::Proc> server): C<name>, C<port>, C<base>
+(C<http://127.0.0.1:port/rt>), C<url($path)>, C<pid>, C<stop>,
+C<running>, C<logs>, C<log_tail>, C<dir>.  The RT workers that
+start_nginx_fcgi starts through spawn-fcgi are one object too (C<fcgi>),
+stopped by their pids.
 
 =cut
 
@@ -128,12 +143,12 @@ use Exporter qw(import);
 use File::Path qw(make_path);
 use FindBin ();
 use HTTP::Tiny;
-use IO::Handle;
 use IO::Socket::INET;
-use POSIX ();
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
+use HETest::Proc qw(free_port port_open server_user own log_tail find_binary
+                    run_cmd);
 use HETest::RT;
 
 our @EXPORT_OK = qw(
@@ -141,7 +156,6 @@ our @EXPORT_OK = qw(
     rt_for_web start_apache_fcgid start_apache_modperl start_nginx_fcgi
     start_server eg_file eg_template eg_dir deployment_checks
     http_get http_head_raw http_request poll wait_for_status run_as_server find_program
-    server_user_group
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -170,15 +184,7 @@ our %HE_CONFIG = (HealthEndpoint_Timeout => 1, HealthEndpoint_CacheSeconds => 1)
 
 sub first_existing { for (@_) { return $_ if defined && -e } return undef }
 
-sub find_program {
-    my ($name) = @_;
-    return (-f $name && -x _) ? $name : undef if $name =~ m{/};
-    for my $d (split(/:/, $ENV{PATH} || ''), qw(/usr/local/sbin /usr/sbin /sbin /usr/bin /bin)) {
-        my $p = "$d/$name";
-        return $p if -f $p && -x _;
-    }
-    return undef;
-}
+sub find_program { find_binary(@_) }
 
 sub first_program { for (@_) { my $p = find_program($_); return $p if $p } return undef }
 
@@ -247,9 +253,8 @@ sub web_missing {
             croak "web_missing: unknown '$w'";
         }
     }
-    if ($> == 0 && !defined getpwnam($HETest::RT::RUN_AS)) {
-        push @why, "running as root but user '$HETest::RT::RUN_AS' does not exist";
-    }
+    # as root: is there a user to run the servers as?
+    push @why, $@ =~ s/ at .*//sr unless eval { server_user(); 1 };
     my %seen;
     return grep { !$seen{$_}++ } @why;
 }
@@ -333,110 +338,39 @@ sub substitute {
     return $text;
 }
 
-# uid/gid the servers run as (undef when not root: they run as we do)
-sub server_user_group {
-    return () unless $> == 0;
-    my ($uid, $gid) = (getpwnam $HETest::RT::RUN_AS)[2, 3];
-    croak "no user $HETest::RT::RUN_AS" unless defined $uid;
-    return ($uid, $gid);
-}
-
-sub _chown {
-    my @ug = server_user_group() or return;
-    chown $ug[0], $ug[1], @_;
-}
-
+# files the servers read, directories they write into: theirs
 sub write_file {
     my ($f, $text, $mode) = @_;
-    open my $fh, '>', $f or croak "write $f: $!";
-    print {$fh} $text;
-    close $fh or croak "write $f: $!";
-    chmod $mode // 0644, $f;
-    _chown($f);
-    return $f;
+    return own(HETest::Proc::write_file($f, $text, $mode // 0644));
 }
 
-# directories the server writes into: owned by the server user
 sub server_dirs {
     for my $d (@_) {
         make_path($d);
         chmod 0755, $d;
-        _chown($d);
+        own($d);
     }
 }
-
-# ---------------------------------------------------------------- watchdog
-
-# Kills the process groups still registered when the test process goes
-# away without stopping them (SIGKILL, a crash).
-my ($WATCHDOG_FH, $WATCHDOG_PID);
-my $OWNER_PID = $$;
-
-sub _watchdog {
-    return $WATCHDOG_FH if $WATCHDOG_FH;
-    pipe(my $r, my $w) or croak "pipe: $!";
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        close $w;
-        $SIG{$_} = 'IGNORE' for qw(INT HUP TERM);
-        POSIX::setsid();
-        my %live;
-        while (my $l = <$r>) {
-            if    ($l =~ /^\+(\d+)/) { $live{$1} = 1 }
-            elsif ($l =~ /^-(\d+)/)  { delete $live{$1} }
-        }
-        if (%live) {
-            kill 'TERM', map { (-$_, $_) } keys %live;
-            my $until = time + 5;
-            sleep 0.1 while time < $until && grep { kill 0, $_ } keys %live;
-            kill 'KILL', map { (-$_, $_) } keys %live;
-        }
-        POSIX::_exit(0);
-    }
-    close $r;
-    $w->autoflush(1);
-    ($WATCHDOG_FH, $WATCHDOG_PID) = ($w, $pid);
-    return $w;
-}
-
-sub watch   { my $w = _watchdog(); print {$w} "+$_\n" for @_ }
-sub unwatch { return unless $WATCHDOG_FH; print {$WATCHDOG_FH} "-$_\n" for @_ }
 
 # ---------------------------------------------------------------- servers
 
-my @LIVE;    # servers to stop at END
+my @LIVE;    # servers to stop at END, before HETest::RT removes the dirs
 
 sub start_server {
     my ($rt, %a) = @_;
-    my $self = bless {
-        name => $a{name}, port => $a{port}, rt => $rt,
-        logs => $a{logs} || [], base => $a{base}, dir => $a{dir},
-        stop_signal => $a{stop_signal} || 'TERM',
-        extra_pids => [],
-    }, 'HETest::Web::Server';
-    my $out = $a{output} || ($a{dir} || $rt->dir . '/run') . "/$a{name}.out";
-    unshift @{ $self->{logs} }, $out;
-    $self->{pid} = $rt->spawn(
-        cmd => $a{cmd}, output => $out, chdir => $a{dir} || $rt->dir,
+    my $timeout = $a{timeout} || $START_TIMEOUT;
+    my $self = HETest::Web::Server->_new(
+        name => $a{name}, host => '127.0.0.1', port => $a{port},
+        base => $a{base}, dir => $a{dir} || $rt->dir, cmd => $a{cmd},
+        log => $a{output} || ($a{dir} || $rt->dir . '/run') . "/$a{name}.out",
+        extra_logs => $a{logs} || [],
         env => { PERL5LIB => '', %{ $a{env} || {} } },
+        stop_signal => $a{stop_signal} || 'TERM',
+        ready => $a{ready}, ready_timeout => $timeout,
     );
-    watch($self->{pid});
     push @LIVE, $self;
-    my $deadline = time + ($a{timeout} || $START_TIMEOUT);
-    my $ok = 0;
-    while (time < $deadline) {
-        last unless $self->running;
-        if (!$a{port} || HETest::RT::port_open($a{port})) {
-            if (!$a{ready} || eval { $a{ready}->($self) }) { $ok = 1; last }
-        }
-        sleep 0.25;
-    }
-    unless ($ok) {
-        my $diag = $self->log_tail(30);
-        $self->stop;
-        croak "$a{name} did not come up within " . ($a{timeout} || $START_TIMEOUT)
-            . " s (or exited)\n$diag\n--- RT log ---\n" . HETest::RT::tail($rt->rt_log, 20);
-    }
+    eval { $self->start; 1 } or croak "$a{name} did not come up within $timeout s"
+        . " (or exited): $@--- RT log ---\n" . log_tail($rt->log_file, 20);
     return $self;
 }
 
@@ -453,7 +387,7 @@ sub _ping_ready {
 sub rt_for_web {
     my (%opt) = @_;
     my $rt = HETest::RT->new(
-        db => 'Pg', webpath => '/rt', port => HETest::RT::free_port(),
+        db => 'Pg', webpath => '/rt', port => free_port(),
         %opt,
         config => { %HE_CONFIG, %{ $opt{config} || {} } },
     );
@@ -637,20 +571,21 @@ sub start_nginx_fcgi {
     my ($site, $site_dir, $inc) = _rt_env($rt);
     my $sock = "$fdir/rt5-fcgi.sock";
 
-    # spawn-fcgi forks the workers and exits; each worker is its own
-    # session, so they are stopped by the pids in the pid file.
-    my ($st, $out) = $rt->run_cmd(
+    # spawn-fcgi forks the workers and exits; each worker is a session of
+    # its own (the watchdog gets each), stopped by the pids in the pid file.
+    # The workers keep spawn-fcgi's output: their stderr.
+    my $out = "$fdir/spawn-fcgi.out";
+    run_cmd(
         cmd => [ $SPAWN_FCGI, '-F', $workers, '-d', '/', '-s', $sock,
                  '-P', "$fdir/rt5-fcgi.pid", '--', $RT_FCGI ],
         env => { RT_SITE_CONFIG => $site, RT_SITE_CONFIG_DIR => $site_dir, PERL5LIB => $inc },
-        timeout => 60,
+        dir => $fdir, log => $out, timeout => 60,
     );
-    croak "spawn-fcgi failed ($st):\n$out" if $st;
     my @pids = grep { /^\d+$/ } split /\s+/, slurp("$fdir/rt5-fcgi.pid");
-    croak "spawn-fcgi: no worker pids in its pid file:\n$out" unless @pids;
-    watch(@pids);
-    my $fcgi = bless { name => 'rt5-fcgi', pid => undef, extra_pids => \@pids,
-        rt => $rt, logs => [], dir => $fdir, stop_signal => 'TERM' }, 'HETest::Web::Server';
+    croak "spawn-fcgi: no worker pids in its pid file:\n" . log_tail($out) unless @pids;
+    HETest::Proc::watch($_) for @pids;
+    my $fcgi = HETest::Web::Workers->_new(name => 'rt5-fcgi', extra_pids => \@pids,
+        log => $out, dir => $fdir, stop_signal => 'TERM');
     push @LIVE, $fcgi;
 
     my $example = substitute(slurp($NGINX_EXAMPLE), $NGINX_EXAMPLE,
@@ -659,7 +594,7 @@ sub start_nginx_fcgi {
     write_file("$dir/nginx-healthz.conf",
         eg_template('nginx-healthz.conf', 'unix:/var/run/rt5-fcgi.sock' => "unix:$sock"));
     my $port = $rt->port;
-    my $fixed_port = HETest::RT::free_port();
+    my $fixed_port = free_port();
     write_file("$dir/nginx.conf", <<"EOF");
 # generated by HETest::Web: a private nginx, nothing from /etc/nginx but
 # fastcgi_params (included by Debian's example)
@@ -775,9 +710,12 @@ sub wait_for_status {
 sub run_as_server {
     my ($rt, @cmd) = @_;
     my %a = ref $cmd[-1] eq 'HASH' ? %{ pop @cmd } : ();
-    my ($st, $out) = $rt->run_cmd(cmd => \@cmd, env => { PERL5LIB => '', %{ $a{env} || {} } },
-        timeout => $a{timeout} || 60);
-    return ($st == -1 ? -1 : $st >> 8, $out // '');
+    my $log = $rt->dir . "/run/cmd.$$." . int(rand 1e9);
+    my $st = run_cmd(cmd => \@cmd, dir => $rt->dir, log => $log, status => 1,
+        env => { PERL5LIB => '', %{ $a{env} || {} } }, timeout => $a{timeout} || 60);
+    my $out = HETest::Proc::slurp($log) // '';
+    unlink $log;
+    return ($st == -1 ? -1 : $st >> 8, $out);
 }
 
 # ---------------------------------------------------------------- checks
@@ -960,28 +898,54 @@ sub deployment_checks {
 
 # ---------------------------------------------------------------- teardown
 
+my $OWNER_PID = $$;
+
+# Before HETest::RT's END, which removes the dirs these servers use (and
+# HETest::Proc's, which would stop them too, later).
 END {
     if ($$ == $OWNER_PID) {
         local ($?, $!, $@);
         $_->stop for reverse @LIVE;
-        if ($WATCHDOG_FH) {
-            close $WATCHDOG_FH;
-            waitpid $WATCHDOG_PID, 0;
-        }
     }
 }
 
+# A web server: an HETest::Proc server ready when its port accepts and
+# its ready callback (if any) says so.
 package HETest::Web::Server;
+
+our @ISA = ('HETest::Proc::Server');
+
+sub base { $_[0]{base} }
+sub url  { my ($s, $p) = @_; return $s->{base} . ($p // '') }
+sub logs { grep { defined } $_[0]{log}, @{ $_[0]{extra_logs} || [] } }
+
+sub _ready {
+    my ($self) = @_;
+    return 0 unless HETest::Proc::port_open($self->{port}, $self->{host});
+    return !$self->{ready} || $self->{ready}->($self);
+}
+
+sub stop {
+    my ($self) = @_;
+    $self->{fcgi}->stop if $self->{fcgi};
+    return $self->SUPER::stop;
+}
+
+sub log_tail {
+    my ($self, $n) = @_;
+    return $self->SUPER::log_tail($n || 20)
+        . ($self->{fcgi} ? $self->{fcgi}->log_tail($n) : '');
+}
+
+# Processes that are not our children (spawn-fcgi's workers): watched and
+# stopped by pid.
+package HETest::Web::Workers;
+
+our @ISA = ('HETest::Proc::Server');
 
 use Time::HiRes qw(sleep time);
 
-sub name { $_[0]{name} }
-sub port { $_[0]{port} }
-sub pid  { $_[0]{pid} }
-sub dir  { $_[0]{dir} }
-sub base { $_[0]{base} }
-sub logs { @{ $_[0]{logs} } }
-sub url  { my ($s, $p) = @_; return $s->{base} . ($p // '') }
+sub logs { grep { defined } $_[0]{log} }
 
 sub _alive {
     my ($pid) = @_;
@@ -994,46 +958,20 @@ sub _alive {
     return 1;
 }
 
-sub running {
-    my ($s) = @_;
-    if ($s->{pid}) {
-        my $r = waitpid($s->{pid}, POSIX::WNOHANG());
-        return 0 if $r == $s->{pid} || $r == -1;
-        return 1;
-    }
-    return scalar grep { _alive($_) } @{ $s->{extra_pids} };
-}
+sub running { scalar grep { _alive($_) } @{ $_[0]{extra_pids} } }
+
+sub start { Carp::croak("$_[0]{name}: started by spawn-fcgi, not restartable") }
 
 sub stop {
-    my ($s) = @_;
-    $s->{fcgi}->stop if $s->{fcgi};
-    if (my $pid = delete $s->{pid}) {
-        $s->{rt}->stop_pid($pid, signal => $s->{stop_signal}, wait => 20);
-        HETest::Web::unwatch($pid);
-    }
-    if (my @pids = @{ $s->{extra_pids} }) {
-        kill $s->{stop_signal}, @pids;
-        my $deadline = time + 20;
-        sleep 0.1 while time < $deadline && grep { _alive($_) } @pids;
-        kill 'KILL', map { (-$_, $_) } grep { _alive($_) } @pids;
-        HETest::Web::unwatch(@pids);
-        $s->{extra_pids} = [];
-    }
-    if ($s->{port}) {
-        my $deadline = time + 10;
-        sleep 0.1 while HETest::RT::port_open($s->{port}) && time < $deadline;
-    }
-    return $s;
-}
-
-sub log_tail {
-    my ($s, $n) = @_;
-    my $t = '';
-    for my $f (@{ $s->{logs} }, $s->{fcgi} ? $s->{fcgi}->logs : ()) {
-        next unless -e $f;
-        $t .= "--- $f ---\n" . HETest::RT::tail(HETest::RT::slurp($f), $n || 20);
-    }
-    return $t;
+    my ($self) = @_;
+    my @pids = @{ $self->{extra_pids} } or return $self;
+    kill $self->{stop_signal}, @pids;
+    my $deadline = time + $HETest::Proc::STOP_TIMEOUT;
+    sleep 0.1 while time < $deadline && grep { _alive($_) } @pids;
+    kill 'KILL', map { -$_ } grep { _alive($_) } @pids;
+    HETest::Proc::unwatch($_) for @pids;
+    $self->{extra_pids} = [];
+    return $self;
 }
 
 1;
