@@ -1,6 +1,6 @@
 package HETest::RT;
 
-# Throwaway Request Tracker 5 for end-to-end tests of
+# Throwaway Request Tracker for end-to-end tests of
 # RT::Extension::HealthEndpoint, for bench/ and for eg/demo.
 #
 #   my $rt = HETest::RT->new(db => 'Pg', config => { HealthEndpoint_Timeout => 1 });
@@ -15,6 +15,16 @@ package HETest::RT;
 # /etc is read or changed: RT is pointed at the temp dir by RT_SITE_CONFIG
 # / RT_SITE_CONFIG_DIR.  When run as root every server runs as an
 # unprivileged user (nobody, or $ENV{HETEST_RUN_AS}).
+#
+# Which RT: $ENV{HETEST_RT_HOME}, the directory holding RT's lib/RT.pm:
+# Debian's RT 5 (/usr/share/request-tracker5, the default), Debian's RT 4.4
+# (/usr/share/request-tracker4) or a source install (/opt/rt6).  RT's own
+# lib/RT/Generated.pm says its version and where its programs are:
+# rt-server is libexec/rt-server (Debian) or sbin/rt-server (source), and
+# rt-setup-database is sbin/rt-setup-database (source) or Debian's
+# $SbinPath/rt-setup-database-N of that major version -- never the
+# rt-setup-database alternative, which points at whichever RT Debian
+# installed last.  HETEST_RT_SERVER / HETEST_RT_SETUP_DB override.
 
 use strict;
 use warnings;
@@ -35,16 +45,49 @@ use HETest::Proc qw(free_port port_open scratch_dir remove_dir server_user
 use HETest::Servers ();
 
 our $RT_HOME     = $ENV{HETEST_RT_HOME} || '/usr/share/request-tracker5';
-our $RT_SERVER   = $ENV{HETEST_RT_SERVER} || first_existing(
-    "$RT_HOME/libexec/rt-server", "$RT_HOME/sbin/rt-server", '/usr/bin/rt-server');
+$RT_HOME =~ s{/+\z}{};
+our %RT_PATHS    = rt_generated($RT_HOME);
+our $RT_VERSION  = $RT_PATHS{VERSION};          # undef: no RT there
+our ($RT_MAJOR)  = ($RT_VERSION // '') =~ /^(\d+)/;
+our $RT_SERVER   = $ENV{HETEST_RT_SERVER} || rt_program('rt-server');
 our $RT_SETUP_DB = $ENV{HETEST_RT_SETUP_DB} || first_existing(
-    "$RT_HOME/sbin/rt-setup-database", '/usr/sbin/rt-setup-database-5',
-    '/usr/sbin/rt-setup-database');
+    "$RT_HOME/sbin/rt-setup-database",
+    (defined $RT_MAJOR && $RT_PATHS{SbinPath}
+        ? "$RT_PATHS{SbinPath}/rt-setup-database-$RT_MAJOR" : ()));
 our $START_TIMEOUT = $ENV{HETEST_START_TIMEOUT} || 120;
 
 my %LIVE;    # refaddr => object, for END cleanup
 
 sub first_existing { for (@_) { return $_ if defined $_ && -e $_ } return undef }
+
+# RT's lib/RT/Generated.pm, read (not loaded): VERSION and the paths,
+# relative ones resolved against $BasePath as RT's
+# CanonicalizeGeneratedPaths does.
+sub rt_generated {
+    my ($home) = @_;
+    my $text = slurp("$home/lib/RT/Generated.pm") // return ();
+    my %p;
+    $p{VERSION} = $1 if $text =~ /^\s*our\s+\$VERSION\s*=\s*'([^']+)'/m;
+    while ($text =~ /^\s*\$(\w+)\s*=\s*'([^']*)'\s*;/mg) { $p{$1} = $2 }
+    my $base = $p{BasePath} // $home;
+    $base = $home unless File::Spec->file_name_is_absolute($base) && -d $base;
+    for my $k (grep { /Path$|^Mason/ && $_ ne 'BasePath' } keys %p) {
+        $p{$k} = File::Spec->catdir($base, $p{$k})
+            unless File::Spec->file_name_is_absolute($p{$k});
+    }
+    return %p;
+}
+
+# One of RT's programs: libexec/ in Debian's layout, sbin/ in RT's own.
+sub rt_program {
+    my ($name) = @_;
+    return first_existing("$RT_HOME/libexec/$name", "$RT_HOME/sbin/$name");
+}
+
+# "RT 5.0.3 (/usr/share/request-tracker5)", for notes and skip reasons.
+sub rt_description {
+    return 'RT ' . ($RT_VERSION // '(none)') . " ($RT_HOME)";
+}
 
 # ---------------------------------------------------------------- prereqs
 
@@ -53,10 +96,16 @@ sub first_existing { for (@_) { return $_ if defined $_ && -e $_ } return undef 
 sub missing {
     my ($class, %want) = @_;
     my @why;
-    push @why, "request-tracker5 not installed ($RT_HOME/lib/RT.pm missing)"
-        unless -f "$RT_HOME/lib/RT.pm";
-    push @why, 'rt-server not found' unless $RT_SERVER && -f $RT_SERVER;
-    push @why, 'rt-setup-database not found' unless $RT_SETUP_DB && -f $RT_SETUP_DB;
+    if (-f "$RT_HOME/lib/RT.pm" && $RT_VERSION) {
+        push @why, "rt-server of " . rt_description() . " not found"
+            unless $RT_SERVER && -f $RT_SERVER;
+        push @why, "rt-setup-database of " . rt_description() . " not found"
+            unless $RT_SETUP_DB && -f $RT_SETUP_DB;
+    }
+    else {
+        push @why, "no RT in $RT_HOME (no lib/RT.pm and lib/RT/Generated.pm;"
+            . ' install request-tracker5, or set HETEST_RT_HOME)';
+    }
     push @why, 'Starman not installed' unless eval { require Starman; 1 };
     my $db = $want{db} || 'SQLite';
     if ($db eq 'Pg') {
@@ -370,11 +419,19 @@ sub init_db {
         push @cmd, '--force';    # SQLite: no DBA password to prompt for
     }
     my $t0 = time;
+    # As root, as root: RT's own install (make fixperms) leaves the schema
+    # files readable by root alone (/opt/rt6/etc/schema.Pg is 0400); what
+    # it creates here (RT's log, the SQLite file) goes to the server user.
     eval {
         run_cmd(cmd => \@cmd, env => $self->rt_env, dir => $self->{dir},
                 log => "$self->{dir}/run/rt-setup-database.log",
-                timeout => 400, tail => 40);
+                as_user => 0, timeout => 400, tail => 40);
     } or croak "rt-setup-database failed: $@";
+    if ($> == 0) {
+        my %u = server_user();
+        system('chown', '-R', "$u{uid}:$u{gid}", $self->{dir}) == 0
+            or croak "chown -R $self->{dir} failed";
+    }
     $self->{db_init_seconds} = time - $t0;
     $self->{db_initialised} = 1;
 }
