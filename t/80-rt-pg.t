@@ -26,6 +26,8 @@ note HETest::RT::rt_description() . " on " . $rt->base_url . ", Pg on port " . $
 my $http = $rt->http;
 my %ok = (database => 'ok', redis => 'skipped');
 
+$rt->check_loaded_from;
+
 subtest 'endpoints answer inside RT' => sub {
     $rt->check_ping('/healthz/ping');
     $rt->check_status('/healthz/status', \%ok);

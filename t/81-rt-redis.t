@@ -1,7 +1,8 @@
 #!/usr/bin/perl
-# End to end: a real RT 5 keeping its web sessions in a private redis
-# (Apache::Session::Browseable::Redis), database on SQLite.  The plugin
-# must find redis by itself from $WebSessionClass / %WebSessionProperties.
+# End to end: a real RT (HETEST_RT_HOME) keeping its web sessions in a
+# private redis (Apache::Session::Browseable::Redis), database on SQLite.
+# The plugin must find redis by itself from $WebSessionClass /
+# %WebSessionProperties.
 use strict;
 use warnings;
 use FindBin;
@@ -23,7 +24,8 @@ my $rt = HETest::RT->new(
     },
 );
 $rt->start;
-note 'RT on ' . $rt->base_url . ', redis on port ' . $rt->redis_port;
+note HETest::RT::rt_description() . ' on ' . $rt->base_url . ', redis on port ' . $rt->redis_port;
+$rt->check_loaded_from;
 my $http = $rt->http;
 my %ok = (database => 'ok', redis => 'ok');
 

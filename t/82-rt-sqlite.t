@@ -1,6 +1,6 @@
 #!/usr/bin/perl
-# End to end: a real RT 5 on SQLite (sessions in files under
-# MasonSessionDir), plugin from blib.
+# End to end: a real RT (HETEST_RT_HOME) on SQLite (sessions in files
+# under MasonSessionDir), plugin from blib.
 use strict;
 use warnings;
 use FindBin;
@@ -53,7 +53,8 @@ subtest 'absolute DatabaseName' => sub {
         config => { HealthEndpoint_Timeout => 1, HealthEndpoint_CacheSeconds => 0 },
     );
     $rt->start;
-    note 'RT on ' . $rt->base_url . ', database ' . $rt->sqlite_file;
+    note HETest::RT::rt_description() . ' on ' . $rt->base_url . ', database ' . $rt->sqlite_file;
+    $rt->check_loaded_from;
     $rt->check_ping('/healthz/ping');
     $rt->check_405('/healthz/status');
 

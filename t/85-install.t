@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # Installation: build a copy of this distribution with RT's installer
 # conventions, `make install` it into a temp location, and have a real RT
-# load the plugin from its plugin directory -- with no PERL5LIB at all
-# (in particular not blib).
+# (HETEST_RT_HOME) load the plugin from its plugin directory -- with no
+# copy of the module in PERL5LIB (in particular not blib; PERL5LIB holds
+# only the test-only HETest::RTProbe).
 use strict;
 use warnings;
 use FindBin;
@@ -55,9 +56,9 @@ sub installed_files {
     return sort @f;
 }
 
-# Start an RT whose $RT::LocalPluginPath is $plugins, no PERL5LIB, and
-# check the plugin answers; then make the DB check fail so the log shows
-# which file the plugin was loaded from.
+# Start an RT whose $RT::LocalPluginPath is $plugins, no blib in PERL5LIB,
+# and check the plugin answers and where its worker loaded it from; then
+# make the DB check fail so the log shows that file too.
 sub rt_with_plugins_in {
     my ($rt, $plugins) = @_;
     $rt->{local_plugin_path} = $plugins;
@@ -68,7 +69,9 @@ sub rt_with_plugins_in {
         return;
     }
     my $env = $rt->rt_env;
-    is $env->{PERL5LIB}, '', 'RT runs with an empty PERL5LIB';
+    my @with_module = grep { -e "$_/RT/Extension/HealthEndpoint.pm" } split /:/, $env->{PERL5LIB};
+    is_deeply \@with_module, [], "no copy of the module in RT's PERL5LIB ($env->{PERL5LIB})";
+    $rt->check_loaded_from(lib => "$plugins/$DIST/lib");
     $rt->check_ping('/healthz/ping');
     $rt->check_status('/healthz/status', { database => 'ok', redis => 'skipped' });
 

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
-# Monitoring clients against a real RT 5 with the plugin (rt-server +
-# Starman, private PostgreSQL): HAProxy health checks, check_http and
-# check_curl, the Prometheus blackbox exporter, and an Icinga 2 config.
+# Monitoring clients against a real RT (HETEST_RT_HOME) with the plugin
+# (rt-server + Starman, private PostgreSQL): HAProxy health checks,
+# check_http and check_curl, the Prometheus blackbox exporter, and an
+# Icinga 2 config.
 # Each runs the snippet from eg/ with only addresses and ports changed
 # (the README shows the same files).  The database is stopped and started
 # once; every client must see: OK, then the status check failing, then OK.
@@ -25,7 +26,8 @@ my $dir  = $rt->dir . '/monitoring';
 HETest::Web::server_dirs($dir);
 my %cfg = %HETest::Web::HE_CONFIG;
 my $settle = $cfg{HealthEndpoint_CacheSeconds} + 2 * $cfg{HealthEndpoint_Timeout};
-note "RT on " . $rt->base_url;
+note HETest::RT::rt_description() . " on " . $rt->base_url;
+$rt->check_loaded_from;
 
 # ---------------------------------------------------------------- Icinga 2
 

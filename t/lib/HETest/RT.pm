@@ -25,6 +25,13 @@ package HETest::RT;
 # $SbinPath/rt-setup-database-N of that major version -- never the
 # rt-setup-database alternative, which points at whichever RT Debian
 # installed last.  HETEST_RT_SERVER / HETEST_RT_SETUP_DB override.
+#
+# The test RT loads no installed plugin: its $RT::LocalPluginPath and
+# $RT::PluginPath are an empty directory of its own (or the one a test
+# names with local_plugin_path), and the module comes from blib through
+# PERL5LIB.  A tiny test-only plugin, HETest::RTProbe (t/lib), reports
+# from inside a worker which files it loaded: $rt->probe, and
+# $rt->check_loaded_from(...) asserts it.
 
 use strict;
 use warnings;
@@ -155,6 +162,8 @@ sub new {
     my $self = bless {
         db        => 'SQLite',    # or 'Pg'
         plugin    => 1,           # Plugin('RT::Extension::HealthEndpoint')
+        probe     => undef,       # Plugin('HETest::RTProbe'); default: as plugin
+        local_plugin_path => undef,   # default: an empty dir of this RT's
         workers   => 2,
         webpath   => '',          # e.g. '/rt' (passed to rt-server --webpath and $WebPath)
         config    => {},          # name => value (see config_text)
@@ -171,6 +180,8 @@ sub new {
         %opt,
     }, $class;
     $self->{inc} ||= [ default_inc() ];
+    $self->{blib_inc} = [ @{ $self->{inc} } ];     # before the copy below
+    $self->{probe} //= $self->{plugin};
     $self->{redis_sessions} = $self->{redis} unless defined $self->{redis_sessions};
     $self->{owner_pid} = $$;
 
@@ -179,9 +190,14 @@ sub new {
     $self->{dir} = $dir;
     $LIVE{"$self"} = $self;
 
-    for my $d (qw(etc etc/RT_SiteConfig.d var var/log var/mason_data var/session_data run lib)) {
+    for my $d (qw(etc etc/RT_SiteConfig.d var var/log var/mason_data var/session_data run lib
+                  lib/probe/HETest plugins)) {
         make_path("$dir/$d");
     }
+    # the test-only plugin that reports what a worker loaded
+    (my $probe_src = $INC{'HETest/RT.pm'}) =~ s{RT\.pm\z}{RTProbe.pm};
+    write_file("$dir/lib/probe/HETest/RTProbe.pm", slurp($probe_src)
+        // croak("read $probe_src: $!"), 0644);
 
     if ($> == 0) {
         my %u = server_user();
@@ -220,6 +236,12 @@ sub sqlite_file {
 }
 
 sub note { my $s = shift; return if $s->{quiet}; print STDERR "# [rt] @_\n" if $ENV{HETEST_VERBOSE} }
+
+# RT's plugin directories: $RT::LocalPluginPath (an empty dir of ours
+# unless local_plugin_path names one) and $RT::PluginPath (always the
+# empty one), so that no installed copy of the plugin is found.
+sub empty_plugin_dir  { "$_[0]{dir}/plugins" }
+sub local_plugin_path { $_[0]{local_plugin_path} // $_[0]->empty_plugin_dir }
 
 # ---------------------------------------------------------------- PostgreSQL and redis
 
@@ -327,8 +349,8 @@ sub config_text {
     $t .= "\$RT::VarPath = " . perl_value($var) . ";\n";
     $t .= "\$RT::MasonDataDir = " . perl_value("$var/mason_data") . ";\n";
     $t .= "\$RT::MasonSessionDir = " . perl_value("$var/session_data") . ";\n";
-    $t .= "\$RT::LocalPluginPath = " . perl_value($self->{local_plugin_path}) . ";\n"
-        if $self->{local_plugin_path};
+    $t .= "\$RT::LocalPluginPath = " . perl_value($self->local_plugin_path) . ";\n";
+    $t .= "\$RT::PluginPath = " . perl_value($self->empty_plugin_dir) . ";\n";
     my %c = (
         rtname         => 'hetest',
         Organization   => 'hetest.example',
@@ -379,6 +401,8 @@ sub config_text {
     for my $k (sort keys %c) {
         $t .= config_line($k, $c{$k});
     }
+    # the probe first: the innermost wrapper, which health probes never reach
+    $t .= "Plugin('HETest::RTProbe');\n" if $self->{probe};
     $t .= "Plugin('RT::Extension::HealthEndpoint');\n" if $self->{plugin};
     $t .= $self->{extra_config} if $self->{extra_config};
     $t .= "1;\n";
@@ -393,7 +417,8 @@ sub write_config {
 
 sub rt_env {
     my $self = shift;
-    my @inc = grep { -d } @{ $self->{inc} };
+    my @inc = grep { -d } @{ $self->{inc} },
+        ($self->{probe} ? "$self->{dir}/lib/probe" : ());
     return {
         RT_SITE_CONFIG     => "$self->{dir}/etc/RT_SiteConfig.pm",
         RT_SITE_CONFIG_DIR => "$self->{dir}/etc/RT_SiteConfig.d",
@@ -665,6 +690,90 @@ sub check_405 {
             Test::More::is($r->{status}, 405, "$m => 405");
             Test::More::is($r->{headers}{allow}, 'GET, HEAD', "$m: Allow: GET, HEAD");
             Test::More::ok(!exists $r->{headers}{'set-cookie'}, "$m: no Set-Cookie");
+        }
+    });
+}
+
+# ---------------------------------------------------------------- what RT loaded
+
+# What the worker serving the request loaded, as HETest::RTProbe reports
+# it (a hash; see t/lib/HETest/RTProbe.pm).  $base: another front end's
+# base URL (Apache, nginx) instead of rt-server's.
+sub probe {
+    my ($self, $base) = @_;
+    croak 'this RT runs without HETest::RTProbe' unless $self->{probe};
+    my $url = ($base // $self->base_url) . '/hetest/probe';
+    my $r = HTTP::Tiny->new(timeout => 15)->get($url);
+    croak "GET $url: $r->{status} $r->{content}" unless $r->{status} == 200;
+    require JSON::PP;
+    return JSON::PP->new->decode($r->{content});
+}
+
+# rt-server's workers (the Starman master's children) and the
+# HealthEndpoint.so files each has mapped.
+sub worker_pids { my $rt = $_[0]{rt}; $rt ? $rt->worker_pids : () }
+
+sub mapped_shared_objects {
+    my ($self, $pid) = @_;
+    open my $fh, '<', "/proc/$pid/maps" or return;
+    my (%seen, @so);
+    while (my $l = <$fh>) {
+        push @so, $1 if $l =~ m{\s(/\S*/HealthEndpoint\.so)$} && !$seen{$1}++;
+    }
+    return @so;
+}
+
+sub _md5 {
+    my ($f) = @_;
+    require Digest::MD5;
+    open my $fh, '<:raw', $f or return "($f: $!)";
+    return Digest::MD5->new->addfile($fh)->hexdigest;
+}
+
+# One subtest: RT is the one HETEST_RT_HOME names, no plugin directory of
+# RT holds a copy of the plugin, and the worker answering the probe (and,
+# under rt-server, every worker, read from /proc/PID/maps) runs the module
+# and its shared object from blib: from the lib dirs this RT was given
+# (when root, copies of blib, compared byte for byte with it).
+# %o: base (the probe through another front end), lib and arch (where
+# the .pm and the .so must be instead, e.g. an installed plugin's lib).
+sub check_loaded_from {
+    my ($self, %o) = @_;
+    my ($lib, $arch) = @{ $self->{inc} };
+    $lib = $o{lib} if $o{lib};
+    $arch = $o{arch} // $o{lib} // $arch;
+    my $so_rel = 'auto/RT/Extension/HealthEndpoint/HealthEndpoint.so';
+    my $name = $o{name} // ($o{lib} ? "the plugin is loaded from $lib" : 'the plugin is loaded from blib');
+    Test::More::subtest($name => sub {
+        my $p = eval { $self->probe($o{base}) };
+        Test::More::ok($p, 'HETest::RTProbe answers from a worker') or return Test::More::diag($@);
+        Test::More::is($p->{rt_version}, $RT_VERSION, "the worker runs RT $RT_VERSION (from $RT_HOME)");
+        Test::More::is($p->{local_plugin_path}, $self->local_plugin_path,
+            "\$RT::LocalPluginPath is $p->{local_plugin_path}");
+        Test::More::is($p->{plugin_path}, $self->empty_plugin_dir, "\$RT::PluginPath is the empty dir");
+        my @dirs = grep { m{/RT-Extension-HealthEndpoint/} } @{ $p->{plugin_lib_dirs} || [] };
+        if ($o{lib}) {
+            Test::More::is(scalar(@dirs), 1, 'one plugin lib dir of ours in RT->PluginDirs') or Test::More::diag("@dirs");
+        }
+        else {
+            Test::More::is_deeply(\@dirs, [], 'RT found no plugin directory of ours');
+        }
+        Test::More::is($p->{module_file}, "$lib/RT/Extension/HealthEndpoint.pm", "\%INC: $p->{module_file}");
+        Test::More::is_deeply($p->{shared_objects}, ["$arch/$so_rel"], "mapped: $arch/$so_rel")
+            or Test::More::diag(join ' ', @{ $p->{shared_objects} || [] });
+        my @workers = $o{base} ? () : $self->worker_pids;
+        Test::More::ok(@workers || $o{base}, 'rt-server has workers: ' . join(' ', @workers));
+        for my $pid (@workers) {
+            Test::More::is_deeply([ $self->mapped_shared_objects($pid) ], ["$arch/$so_rel"],
+                "worker $pid (/proc/$pid/maps): the same");
+        }
+        if (!$o{lib} && $self->{blib_inc}[1] && $self->{blib_inc}[1] ne $arch) {
+            my %pair = ("$lib/RT/Extension/HealthEndpoint.pm"
+                            => "$self->{blib_inc}[0]/RT/Extension/HealthEndpoint.pm",
+                        "$arch/$so_rel" => "$self->{blib_inc}[1]/$so_rel");
+            for my $copy (sort keys %pair) {
+                Test::More::is(_md5($copy), _md5($pair{$copy}), "$copy is a copy of $pair{$copy}");
+            }
         }
     });
 }

@@ -90,7 +90,8 @@ a snippet changes under it.
 
 =item deployment_checks($rt, $web, %opt)
 
-The subtests every deployment runs: ping and status (GET, HEAD), 405,
+The subtests every deployment runs: the worker behind the front end
+loaded the plugin from blib (HETest::RTProbe), ping and status (GET, HEAD), 405,
 no session for 200 probes while C</NoAuth/Login.html> adds them, the
 near-miss paths (TODO until issue 11's 404 lands), WebPath C</rt>, the
 database stopped (503 within CacheSeconds + 2 x Timeout) and started
@@ -812,6 +813,8 @@ sub deployment_checks {
     my $settle = $HE_CONFIG{HealthEndpoint_CacheSeconds} + 2 * $timeout;
     my $status_url = $web->url('/healthz/status');
 
+    $rt->check_loaded_from(base => $web->base,
+        name => 'the worker behind ' . $web->name . ' runs the plugin from blib');
     Test::More::subtest('ping: GET and HEAD' => sub { check_ping($web, 'ping', %h) });
     Test::More::subtest('status ok: GET and HEAD' => sub { check_status($web, \%ok, 'status ok', %h) });
     Test::More::subtest('other methods: 405' => sub {
