@@ -1,6 +1,7 @@
 #!/usr/bin/perl
-# Deployment: RT 5 under Apache 2 with mod_fcgid, as Debian's rt5-apache2
-# sets it up (/etc/request-tracker5/apache2-fcgid.conf, included as it is),
+# Deployment: RT 5 (or 4.4: HETEST_RT_HOME) under Apache 2 with mod_fcgid,
+# as Debian's rt5-apache2 (rt4-apache2) sets it up
+# (/etc/request-tracker5/apache2-fcgid.conf, included as it is),
 # on a private httpd config and port, with a private PostgreSQL.  Real HTTP,
 # no cookie jar.
 use strict;

@@ -1,8 +1,8 @@
 #!/usr/bin/perl
-# Deployment: RT 5 under Apache 2 with mod_perl 2, from Debian's
-# /etc/request-tracker5/apache2-modperl2.conf (its RT_SITE_CONFIG line
-# pointed at the private site config), on a private httpd config and port,
-# with a private PostgreSQL.
+# Deployment: RT 5 (or 4.4: HETEST_RT_HOME) under Apache 2 with mod_perl 2,
+# from Debian's /etc/request-tracker5/apache2-modperl2.conf (or 4; its
+# RT_SITE_CONFIG line pointed at the private site config), on a private
+# httpd config and port, with a private PostgreSQL.
 #
 # Also records what a mod_perl worker looks like to code that would fork a
 # helper process ($^X, fork, %ENV): see the "mod_perl worker" subtest.

@@ -2,7 +2,8 @@
 # Deployment: RT 5 as Debian's rt5-fcgi runs it (spawn-fcgi with 2 workers
 # on a unix socket, as in rt5-fcgi.service) behind nginx with Debian's
 # example location block (/usr/share/doc/rt5-fcgi/examples/), each on a
-# private config, with a private PostgreSQL.
+# private config, with a private PostgreSQL.  With HETEST_RT_HOME=
+# /usr/share/request-tracker4, RT 4.4 the same way with rt4-fcgi's files.
 #
 # That example has "expires epoch;" for all of /rt: nginx then replaces
 # the Cache-Control of 2xx/3xx answers coming from RT with "no-cache" and
@@ -27,10 +28,11 @@ my $web = start_nginx_fcgi($rt);
 note 'RT under nginx + spawn-fcgi at ' . $web->base . ' (Debian example), '
     . $web->{fixed_base} . ' (plus eg/nginx-healthz.conf), config ' . $web->{conf};
 
-subtest "Debian's example and rt5-fcgi's spawn-fcgi" => sub {
+subtest "Debian's example and ${HETest::Web::FCGI_NAME}'s spawn-fcgi" => sub {
     my $ex = HETest::Web::slurp($HETest::Web::NGINX_EXAMPLE);
     like $ex, qr{^\s*expires\s+epoch;}m, 'the example has "expires epoch;"';
-    like $ex, qr{fastcgi_pass\s+unix:/var/run/rt5-fcgi\.sock;}, 'and passes to rt5-fcgi.sock';
+    like $ex, qr{fastcgi_pass\s+unix:/var/run/\Q$HETest::Web::FCGI_NAME\E\.sock;},
+        "and passes to ${HETest::Web::FCGI_NAME}.sock";
     is scalar(@{ $web->{fcgi}{extra_pids} }), 2, 'spawn-fcgi started 2 RT workers';
 };
 

@@ -30,6 +30,10 @@ read for the server itself, no service touched.  As root every server runs
 as the unprivileged user of L<HETest::Proc> (nobody, or HETEST_RUN_AS).
 The RT underneath is an L<HETest::RT> on a private PostgreSQL with the
 plugin loaded from the built blib (copied into the temp dir when root).
+The RT is the one HETEST_RT_HOME names, and the Debian files those of its
+major version (F</etc/request-tracker4/apache2-fcgid.conf>, C<rt4-fcgi>,
+...; HETEST_RT_ETC and HETEST_NGINX_EXAMPLE name others); a source
+install such as F</opt/rt6> has none, and t/86 to t/88 skip there.
 
 The monitoring test (t/89) uses C<start_server>, C<eg_template> and the
 skip helpers for HAProxy, the blackbox exporter, check_http/check_curl and
@@ -171,11 +175,19 @@ our $HAPROXY     = program(q(HETEST_HAPROXY), q(haproxy));
 our $BLACKBOX    = program(q(HETEST_BLACKBOX), q(prometheus-blackbox-exporter), q(blackbox_exporter));
 our $ICINGA2     = program(q(HETEST_ICINGA2), q(icinga2));
 our $PLUGIN_DIR  = $ENV{HETEST_NAGIOS_PLUGINS} || '/usr/lib/nagios/plugins';
-our $RT_ETC      = $ENV{HETEST_RT_ETC} || '/etc/request-tracker5';
-our $RT_FCGI     = "$HETest::RT::RT_HOME/libexec/rt-server.fcgi";
-our $NGINX_EXAMPLE = first_existing(
-    '/usr/share/doc/rt5-fcgi/examples/request-tracker5.conf',
-    '/usr/share/doc/rt5-fcgi/examples/request-tracker5.conf.gz');
+# Debian's files for the RT of HETEST_RT_HOME: request-tracker4 has
+# /etc/request-tracker4/apache2-fcgid.conf (package rt4-apache2), rt4-fcgi
+# and its nginx example, the same as RT 5's with 4 for 5.  A source
+# install (/opt/rt6) has none of them: t/86-t/88 skip there.
+our $RT_MAJOR    = $HETest::RT::RT_MAJOR // 5;
+our $DEBIAN_RT   = $HETest::RT::RT_HOME =~ m{^/usr/share/request-tracker\d+\z} ? 1 : 0;
+our $RT_ETC      = $ENV{HETEST_RT_ETC} || $HETest::RT::RT_PATHS{LocalEtcPath}
+                   || "/etc/request-tracker$RT_MAJOR";
+our $RT_FCGI     = HETest::RT::rt_program('rt-server.fcgi')
+                   // "$HETest::RT::RT_HOME/libexec/rt-server.fcgi";
+our $FCGI_NAME   = "rt$RT_MAJOR-fcgi";        # Debian's service and socket
+our $NGINX_EXAMPLE = $ENV{HETEST_NGINX_EXAMPLE} ? first_existing($ENV{HETEST_NGINX_EXAMPLE})
+    : first_existing(map { "/usr/share/doc/$FCGI_NAME/examples/request-tracker$RT_MAJOR.conf$_" } '', '.gz');
 our $FASTCGI_PARAMS = '/etc/nginx/fastcgi_params';
 our $START_TIMEOUT = $HETest::RT::START_TIMEOUT;
 
@@ -222,13 +234,13 @@ sub web_missing {
         } elsif ($w eq 'apache-fcgid') {
             push @why, _apache_missing(['mod_mpm_prefork.so', 'apache2-bin'],
                 ['mod_fcgid.so', 'libapache2-mod-fcgid']);
-            push @why, "$RT_ETC/apache2-fcgid.conf missing (package rt5-apache2)"
+            push @why, "$RT_ETC/apache2-fcgid.conf missing (" . _debian_package('apache2') . ')'
                 unless -f "$RT_ETC/apache2-fcgid.conf";
             push @why, _fcgi_missing();
         } elsif ($w eq 'apache-modperl') {
             push @why, _apache_missing(['mod_mpm_prefork.so', 'apache2-bin'],
                 ['mod_perl.so', 'libapache2-mod-perl2']);
-            push @why, "$RT_ETC/apache2-modperl2.conf missing (package rt5-apache2)"
+            push @why, "$RT_ETC/apache2-modperl2.conf missing (" . _debian_package('apache2') . ')'
                 unless -f "$RT_ETC/apache2-modperl2.conf";
             push @why, 'Plack::Handler::Apache2 not installed (package libplack-perl)'
                 unless _have_module('Plack::Handler::Apache2');
@@ -236,7 +248,8 @@ sub web_missing {
             push @why, 'nginx not installed (package nginx)' unless $NGINX;
             push @why, "$FASTCGI_PARAMS missing (package nginx-common)" unless -f $FASTCGI_PARAMS;
             push @why, 'spawn-fcgi not installed (package spawn-fcgi)' unless $SPAWN_FCGI;
-            push @why, "Debian's nginx example for RT missing (package rt5-fcgi; or /usr/share/doc excluded by dpkg path-exclude)"
+            push @why, "Debian's nginx example for RT missing (" . _debian_package('fcgi')
+                . ($DEBIAN_RT ? '; or /usr/share/doc excluded by dpkg path-exclude' : '') . ')'
                 unless $NGINX_EXAMPLE;
             push @why, _fcgi_missing();
         } elsif ($w eq 'haproxy') {
@@ -260,9 +273,18 @@ sub web_missing {
     return grep { !$seen{$_}++ } @why;
 }
 
+# Which Debian package would have the file (none for a source install).
+sub _debian_package {
+    my ($what) = @_;
+    return "package rt$RT_MAJOR-$what" if $DEBIAN_RT;
+    return "$HETest::RT::RT_HOME is not Debian's request-trackerN, whose rtN-$what "
+        . "the test uses; HETEST_RT_ETC / HETEST_NGINX_EXAMPLE name other files";
+}
+
 sub _fcgi_missing {
     my @why;
-    push @why, "$RT_FCGI missing (package request-tracker5)" unless -f $RT_FCGI;
+    push @why, "$RT_FCGI missing" . ($DEBIAN_RT ? " (package request-tracker$RT_MAJOR)" : '')
+        unless -f $RT_FCGI;
     push @why, 'FCGI not installed (package libfcgi-perl)' unless _have_module('FCGI');
     return @why;
 }
@@ -443,7 +465,7 @@ sub _start_apache {
     return $web;
 }
 
-# Debian's /etc/request-tracker5/apache2-fcgid.conf, included as it is; its
+# Debian's /etc/request-tracker5/apache2-fcgid.conf (or 4), included as it is; its
 # FcgidInitialEnv RT_SITE_CONFIG is overridden by a later one (mod_fcgid
 # keeps the last value of a variable).
 sub start_apache_fcgid {
@@ -478,9 +500,11 @@ sub start_apache_modperl {
     my ($site, $site_dir, $inc) = _rt_env($rt);
     server_dirs($dir);
     my $debian = "$RT_ETC/apache2-modperl2.conf";
-    my $rtconf = substitute(slurp($debian), $debian,
-        "PerlSetEnv RT_SITE_CONFIG $RT_ETC/RT_SiteConfig.pm"
-            => "PerlSetEnv RT_SITE_CONFIG $site");
+    my $text = slurp($debian);
+    # (/etc/request-tracker5/RT_SiteConfig.pm, whichever RT_ETC is)
+    my ($setenv) = $text =~ m{^(PerlSetEnv RT_SITE_CONFIG /etc/\S+)$}m;
+    my $rtconf = substitute($text, $debian,
+        ($setenv // 'PerlSetEnv RT_SITE_CONFIG /etc/') => "PerlSetEnv RT_SITE_CONFIG $site");
     write_file("$dir/rt-modperl2.conf", "# $debian, RT_SITE_CONFIG changed by HETest::Web\n$rtconf");
     write_file("$dir/HETestDiag.pm", _modperl_diag_module());
     my @inc = grep { length } split /:/, $inc;
@@ -559,7 +583,7 @@ EOF
 
 # ---------------------------------------------------------------- nginx + spawn-fcgi
 
-# Debian's rt5-fcgi: spawn-fcgi as in rt5-fcgi.service (-F workers, -d /,
+# Debian's rt5-fcgi (or rt4-fcgi): spawn-fcgi as in rt5-fcgi.service (-F workers, -d /,
 # -s socket, -P pidfile), and its nginx example in a server block, the
 # socket path changed.  A second server block (fixed_port) adds
 # eg/nginx-healthz.conf.
@@ -567,10 +591,10 @@ sub start_nginx_fcgi {
     my ($rt, %opt) = @_;
     my $workers = $opt{workers} || 2;
     my $dir = $rt->dir . '/nginx';
-    my $fdir = $rt->dir . '/rt5-fcgi';
+    my $fdir = $rt->dir . "/$FCGI_NAME";
     server_dirs($dir, "$dir/logs", "$dir/tmp", $fdir);
     my ($site, $site_dir, $inc) = _rt_env($rt);
-    my $sock = "$fdir/rt5-fcgi.sock";
+    my $sock = "$fdir/$FCGI_NAME.sock";
 
     # spawn-fcgi forks the workers and exits; each worker is a session of
     # its own (the watchdog gets each), stopped by the pids in the pid file.
@@ -578,20 +602,20 @@ sub start_nginx_fcgi {
     my $out = "$fdir/spawn-fcgi.out";
     run_cmd(
         cmd => [ $SPAWN_FCGI, '-F', $workers, '-d', '/', '-s', $sock,
-                 '-P', "$fdir/rt5-fcgi.pid", '--', $RT_FCGI ],
+                 '-P', "$fdir/$FCGI_NAME.pid", '--', $RT_FCGI ],
         env => { RT_SITE_CONFIG => $site, RT_SITE_CONFIG_DIR => $site_dir, PERL5LIB => $inc },
         dir => $fdir, log => $out, timeout => 60,
     );
-    my @pids = grep { /^\d+$/ } split /\s+/, slurp("$fdir/rt5-fcgi.pid");
+    my @pids = grep { /^\d+$/ } split /\s+/, slurp("$fdir/$FCGI_NAME.pid");
     croak "spawn-fcgi: no worker pids in its pid file:\n" . log_tail($out) unless @pids;
     HETest::Proc::watch($_) for @pids;
-    my $fcgi = HETest::Web::Workers->_new(name => 'rt5-fcgi', extra_pids => \@pids,
+    my $fcgi = HETest::Web::Workers->_new(name => $FCGI_NAME, extra_pids => \@pids,
         log => $out, dir => $fdir, stop_signal => 'TERM');
     push @LIVE, $fcgi;
 
     my $example = substitute(slurp($NGINX_EXAMPLE), $NGINX_EXAMPLE,
-        'unix:/var/run/rt5-fcgi.sock' => "unix:$sock");
-    write_file("$dir/request-tracker5.conf", $example);
+        "unix:/var/run/$FCGI_NAME.sock" => "unix:$sock");
+    write_file("$dir/request-tracker$RT_MAJOR.conf", $example);
     write_file("$dir/nginx-healthz.conf",
         eg_template('nginx-healthz.conf', 'unix:/var/run/rt5-fcgi.sock' => "unix:$sock"));
     my $port = $rt->port;
@@ -617,14 +641,14 @@ http {
     server {
         listen 127.0.0.1:$port;
         server_name 127.0.0.1;
-        include $dir/request-tracker5.conf;
+        include $dir/request-tracker$RT_MAJOR.conf;
     }
 
     # the same plus eg/nginx-healthz.conf
     server {
         listen 127.0.0.1:$fixed_port;
         server_name 127.0.0.1;
-        include $dir/request-tracker5.conf;
+        include $dir/request-tracker$RT_MAJOR.conf;
         include $dir/nginx-healthz.conf;
     }
 }
