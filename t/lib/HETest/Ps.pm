@@ -8,6 +8,7 @@ HETest::Ps - look at processes from tests: the checker, descriptors, threads
 
     use HETest::Ps qw(:all);
     my @pids = checkers($state_file);     # live checkers of that state
+    my @pids = mappers($state_file, 'rt-he-checker');  # by mapping
     my @fds  = fds($pid);                 # [ fd => target ], ...
     my %st   = proc_status($pid);         # Threads, VmRSS (kB), PPid, Uid
     wait_for(5, sub { !checkers($state) }) or fail(...);
@@ -23,7 +24,7 @@ use Exporter qw(import);
 use Time::HiRes ();
 
 our @EXPORT_OK = qw(checkers fds proc_status proc_cmdline wait_for
-                    children_of run_children);
+                    children_of run_children mappers);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 sub proc_cmdline {
@@ -63,6 +64,24 @@ sub checkers {
                          && ($s{State} // '') !~ /^[ZX]/;
     }
     my @sorted = sort { $a <=> $b } @pids;   # a count in scalar context
+    return @sorted;
+}
+
+# Live processes that have $path mapped (/proc/PID/maps), named $name if
+# given: finds a checker whatever its title says (under mod_perl $0 cannot
+# be longer than Apache's argv[0]).  Other users' maps need root.
+sub mappers {
+    my ($path, $name) = @_;
+    my @pids;
+    opendir my $d, '/proc' or return ();
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        open my $fh, '<', "/proc/$pid/maps" or next;
+        next unless grep { /\s\Q$path\E$/ } <$fh>;
+        my %s = proc_status($pid);
+        next if ($s{State} // '') =~ /^[ZX]/;
+        push @pids, $pid if !defined $name || ($s{Name} // '') eq $name;
+    }
+    my @sorted = sort { $a <=> $b } @pids;
     return @sorted;
 }
 

@@ -228,6 +228,8 @@ sub webpath  { $_[0]{webpath} }
 sub base_url { my $s = shift; "http://$s->{host}:$s->{port}" . ($s->{webpath} || '') }
 sub url      { my ($s, $p) = @_; $p = '' unless defined $p; $s->base_url . $p }
 sub log_file { "$_[0]{dir}/var/log/rt.log" }
+# the plugin's shared state: $RT::MasonDataDir/healthendpoint.state
+sub state_file { "$_[0]{dir}/var/mason_data/healthendpoint.state" }
 sub server_output_file { "$_[0]{dir}/run/rt-server.out" }
 sub sqlite_file {
     my $s = shift;
