@@ -70,6 +70,10 @@ he_response_build(he_route route, he_method method, int forbidden,
         set_fixed(resp, 403, HE_BODY_FORBIDDEN, "forbidden");
         return;
     }
+    if (route == HE_ROUTE_NOT_FOUND) {  /* any method: it is not a path */
+        set_fixed(resp, 404, HE_BODY_NOT_FOUND, "not found");
+        return;
+    }
     if (method == HE_METHOD_OTHER) {
         set_fixed(resp, 405, HE_BODY_NOT_ALLOWED, "method not allowed");
         resp->allow_header = 1;

@@ -10,84 +10,106 @@ XSLoader::load('RT::Extension::HealthEndpoint', $VERSION);
 
 my $PREFIX = 'RT::Extension::HealthEndpoint: ';
 
-my %DB_KEYS = map { $_ => 1 } qw(type host port name user password);
-my %REDIS_KEYS
-    = map { $_ => 1 } qw(server sock username password database sentinels service);
 my %WRAP_OPTIONS = map { $_ => 1 } qw(
-    ping_path status_path timeout cache_seconds allow_from
+    ping_path status_path namespace timeout cache_seconds allow_from
     db db_check check_redis redis logger state_file
 );
 
 # The core, usable by any PSGI application: RT's glue below only maps
-# RT's config onto these options.
+# RT's config onto these options.  Values are checked once, in C; here
+# only the shape of the arguments is.
 sub wrap {
     my ($class, $app, %opt) = @_;
 
-    die "${PREFIX}wrap needs the PSGI app (a code reference)\n"
-        unless ref $app eq 'CODE';
+    _need_code($app, 'the PSGI app', 0);
     for my $k (sort keys %opt) {
-        die "${PREFIX}unknown option '$k'\n" unless $WRAP_OPTIONS{$k};
+        die "${PREFIX}wrap: unknown option '$k'\n" unless $WRAP_OPTIONS{$k};
     }
+    _need_code($opt{logger}, 'logger', 1);
+    _need_code($opt{db_check}, 'db_check', 1);
     my $logger = $opt{logger} || sub { warn "[$_[0]] $_[1]\n" };
-    my $log = sub { $logger->('error', $PREFIX . $_[0]) };
+    my $log = sub { $logger->($_[0], $PREFIX . $_[1]) };
 
     my @pairs;
-    for my $k (qw(ping_path status_path timeout cache_seconds)) {
+    for my $k (qw(ping_path status_path namespace timeout cache_seconds)) {
         push @pairs, $k => $opt{$k} if defined $opt{$k};
     }
-    push @pairs, map { (allow_from => $_) }
-        _list($opt{allow_from}, 'HealthEndpoint_AllowFrom', $log);
-
-    if (my $db = _hash($opt{db}, 'db', $log)) {
-        for my $k (sort keys %$db) {
-            if ($k eq 'extra') {
-                my $extra = _hash($db->{extra}, 'DatabaseExtraDSN', $log) || {};
-                push @pairs, map { ("db.extra.$_" => $extra->{$_}) }
-                    sort keys %$extra;
-            } elsif ($DB_KEYS{$k}) {
-                push @pairs, "db.$k" => $db->{$k};
-            }
-        }
-    }
-
-    my $redis = _hash($opt{redis}, 'redis', $log);
-    my $check = $opt{check_redis};
-    if (defined $check && !($check eq '0' || $check eq '1')) {
-        push @pairs, 'redis.enabled' => $check;    # rejected and logged in C
-        undef $check;
-    }
-    $check = $redis ? 1 : 0 unless defined $check;
-    push @pairs, 'redis.enabled' => $check;
-    if ($redis) {
-        for my $k (sort grep { $REDIS_KEYS{$_} } keys %$redis) {
-            if ($k eq 'sentinels') {
-                push @pairs, map { ('redis.sentinel' => $_) }
-                    _list($redis->{sentinels}, 'sentinels', $log);
-            } else {
-                push @pairs, "redis.$k" => $redis->{$k};
-            }
-        }
-    }
-
+    push @pairs, _allow_pairs($opt{allow_from}, $log);
+    push @pairs, _db_pairs($opt{db}, $log);
+    push @pairs, _redis_pairs($opt{redis}, $opt{check_redis}, $log);
     return $class->_new($app, $logger, $opt{db_check}, \@pairs,
         $opt{state_file});
+}
+
+# A code reference, blessed or not (a PSGI app may be an object).
+sub _need_code {
+    my ($v, $what, $optional) = @_;
+    return if $optional && !defined $v;
+    require Scalar::Util;
+    my $type = Scalar::Util::reftype($v) // '';
+    die "${PREFIX}wrap: $what must be a code reference\n" unless $type eq 'CODE';
+}
+
+# HealthEndpoint_AllowFrom: a list, or one string of entries separated by
+# commas and/or blanks (split in C).  Unset, undef, '' or [] mean no
+# allowlist; anything else that is configured but unusable (a hash, a
+# reference inside the list) denies everyone: undef reaches C as such.
+sub _allow_pairs {
+    my ($v, $log) = @_;
+    return () if !defined $v || (!ref $v && $v eq '')
+        || (ref $v eq 'ARRAY' && !@$v);
+    return (allow_from => $v) unless ref $v;
+    if (ref $v eq 'ARRAY') {
+        return map { (allow_from => (ref $_ ? undef : $_)) } @$v;
+    }
+    $log->('error', "HealthEndpoint_AllowFrom: expected a list or a string, "
+        . 'got a ' . ref($v) . ' reference');
+    return (allow_from => undef);
+}
+
+sub _db_pairs {
+    my ($db, $log) = @_;
+    $db = _hash($db, 'db', $log) or return ();
+    my %db = %$db;
+    my $extra = _hash(delete $db{extra}, 'DatabaseExtraDSN', $log) || {};
+    if (($db{type} // '') eq 'SQLite' && defined $db{name} && length $db{name}) {
+        require File::Spec;
+        if (!File::Spec->file_name_is_absolute($db{name})) {
+            # resolved once, now: the checker may run in another directory
+            my $abs = File::Spec->rel2abs($db{name});
+            $log->('info', "DatabaseName '$db{name}' for SQLite resolved to '$abs'");
+            $db{name} = $abs;
+        }
+    }
+    return ((map { ("db.$_" => $db{$_}) } sort keys %db),
+            (map { ("db.extra.$_" => $extra->{$_}) } sort keys %$extra));
+}
+
+# check_redis: undef means "when a redis hash is given" (redis.auto); 0, 1
+# or anything else is for C to accept or reject.
+sub _redis_pairs {
+    my ($redis, $check, $log) = @_;
+    $redis = _hash($redis, 'redis', $log);
+    my @pairs = ('redis.auto' => ($redis ? 1 : 0), 'redis.enabled' => $check);
+    return @pairs unless $redis;
+    for my $k (sort keys %$redis) {
+        if ($k eq 'sentinels') {
+            my $s = $redis->{sentinels};
+            push @pairs, map { ('redis.sentinel' => $_) }
+                ref $s eq 'ARRAY' ? @$s : defined $s ? ($s) : ();
+        } else {
+            push @pairs, "redis.$k" => $redis->{$k};
+        }
+    }
+    return @pairs;
 }
 
 sub _hash {
     my ($v, $name, $log) = @_;
     return undef unless defined $v;
     return $v if ref $v eq 'HASH';
-    $log->("$name: expected a hash reference, got '$v'; ignored");
+    $log->('error', "$name: expected a hash reference, got '$v'; ignored");
     return undef;
-}
-
-sub _list {
-    my ($v, $name, $log) = @_;
-    return () unless defined $v;
-    return @$v if ref $v eq 'ARRAY';
-    return ($v) unless ref $v;
-    $log->("$name: expected a list, got '$v'; ignored");
-    return ();
 }
 
 # ---- RT glue ---------------------------------------------------------------
@@ -135,6 +157,9 @@ sub _options_from_rt {
         my $v = _rt_get($map{$k});
         $opt{$k} = $v if defined $v;
     }
+    # '' claims no namespace; undef (unset) keeps the default
+    my $ns = _rt_get('HealthEndpoint_Namespace');
+    $opt{namespace} = $ns if defined $ns;
     # One state per RT instance: beside Mason's cache, which the web user
     # can write in every layout (VarPath itself is root's in source installs)
     $opt{state_file} = _rt_get('HealthEndpoint_StateFile');
@@ -161,21 +186,21 @@ sub _options_from_rt {
         password => _rt_get('DatabasePassword'),
         extra    => _rt_get('DatabaseExtraDSN'),
     };
+    # RT's own SQLite file must hold RT's tables, not merely exist
+    $opt{db}{require_table} = 'Tickets' if defined $type && $type eq 'SQLite';
     $opt{db_check} = $class->_dbi_check
         if defined $type && $type eq 'Oracle';
 
     my $session_class = _rt_get('WebSessionClass');
     my $auto = (defined $session_class && $session_class =~ /Redis/) ? 1 : 0;
     my $check = _rt_get('HealthEndpoint_CheckRedis');
-    if (defined $check && !($check eq '0' || $check eq '1')) {
-        _rt_log('error', "${PREFIX}HealthEndpoint_CheckRedis: invalid value"
-            . " '$check' (must be undef, 0 or 1); using auto-detection ("
-            . ($auto ? 'on' : 'off') . ')');
-        undef $check;
+    $opt{check_redis} = $check;
+    # %WebSessionProperties describe Redis when the sessions are there, or
+    # when the admin asks for the Redis check by hand
+    if ($auto || (defined $check && $check eq '1')) {
+        my $props = _rt_get('WebSessionProperties');
+        $opt{redis} = ref $props eq 'HASH' ? $props : {};
     }
-    $opt{check_redis} = defined $check ? $check : $auto;
-    my $props = _rt_get('WebSessionProperties');
-    $opt{redis} = ref $props eq 'HASH' ? $props : {};
     return %opt;
 }
 
