@@ -92,6 +92,17 @@ is($r->[2][0], '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}
     open my $fh, '<', "$dir/left" or die "the callback did not run: $!";
     my $got = <$fh>;
     ok($got > 1.3 && $got <= 1.5, "db_check got the time left ($got)");
+    # a true that comes too late is a failure, and the answer never waits
+    # past the deadline for it
+    ($a, undef, my $late) = build(timeout => 0.5, cache_seconds => 0,
+        db => { type => 'Oracle' }, db_check => sub { sleep 0.6; 1 });
+    my $t0 = Time::HiRes::time();
+    is(get($a, '/healthz/status')->[0], 503, 'db_check true after the deadline: 503');
+    cmp_ok(Time::HiRes::time() - $t0, '<=', 0.6, 'answered at the deadline');
+    sleep 0.5;
+    get($a, '/healthz/status');
+    like(join("\n", map { $_->[1] } @$late), qr/database check failed .*answered too late/,
+         'the late answer is logged as such');
     ($a, undef, my $l) = build(cache_seconds => 0, db => { type => 'Oracle' },
                                db_check => sub { die "ORA-12541: no listener\n" });
     is(get($a, '/healthz/status')->[0], 503, 'db_check dying: fail');

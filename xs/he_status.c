@@ -166,15 +166,16 @@ want_after(he_shared *sh, uint32_t seen)
 }
 
 /* Make sure a checker runs, ask it for a result after seen, and return
- * until when to wait for it. */
+ * until when to wait for it: the run in progress's deadline, or this
+ * request's own (it began at begun: starting a checker takes a fork). */
 static int64_t
-ask(he_instance *in, uint32_t seen, he_log_batch *log)
+ask(he_instance *in, uint32_t seen, int64_t begun, he_log_batch *log)
 {
     he_shared *sh = in->shm.sh;
     char err[HE_ERRLEN];
     he_checker_state st;
     he_log_line *l;
-    int64_t now, timeout = (int64_t)(in->x.cfg->timeout * 1e9);
+    int64_t timeout = (int64_t)(in->x.cfg->timeout * 1e9);
 
     st = he_checker_ensure(&in->shm, &in->x, err, sizeof err);
     if (st == HE_CHECKER_REPLACED)
@@ -185,9 +186,8 @@ ask(he_instance *in, uint32_t seen, he_log_batch *log)
         snprintf(in->last_error, sizeof in->last_error, "%s", err);
     }
     want_after(sh, seen);
-    now = he_now_ns();
     if (st == HE_CHECKER_STARTED || !he_load32(&sh->running))
-        return now + timeout + HE_WAIT_GRACE_NS;
+        return begun + timeout + HE_WAIT_GRACE_NS;
     return he_load64(&sh->run_deadline_ns) + HE_WAIT_GRACE_NS;
 }
 
@@ -316,8 +316,8 @@ he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
         from_pub(&p, out);
     } else if (have && cache > 0 && age < cache + timeout) {
         from_pub(&p, out);              /* at once, and refresh it */
-        (void)ask(in, seq, log);
-    } else if (wait_result(sh, seq, ask(in, seq, log))
+        (void)ask(in, seq, now, log);
+    } else if (wait_result(sh, seq, ask(in, seq, now, log))
                && he_shm_read(sh, &p, NULL, &seq) == 0
                && pub_usable(&p, &in->x)) {
         from_pub(&p, out);

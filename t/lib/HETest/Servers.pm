@@ -174,7 +174,7 @@ use HETest::Proc qw(free_port closed_port scratch_dir find_binary server_user
                     server_dir write_file own run_cmd fork_server);
 
 our @EXPORT_OK = qw(
-    need_server have_postgres have_mariadb have_redis have_ipv6
+    need_server have_postgres start_standby have_mariadb have_redis have_ipv6
     start_postgres start_mariadb start_redis start_sentinel
     start_stalled_peer start_fake_peer start_starman
     free_port closed_port make_sqlite scratch_dir resp_command
@@ -333,6 +333,36 @@ sub start_postgres {
         qq{CREATE ROLE "$o{user}" LOGIN PASSWORD '$o{password}'},
         qq{CREATE DATABASE "$o{dbname}" OWNER "$o{user}"},
     ) if defined $o{user};
+    return $self;
+}
+
+# A hot standby of $primary (pg_basebackup -R: streaming replication, read
+# only), on a port of its own.  Same accessors as the primary.
+sub start_standby {
+    my ($primary) = @_;
+    my $bindir = $primary->{bindir};
+    my $dir = server_dir('pgstandby');
+    my $self = HETest::Servers::Postgres->_new(
+        %$primary, pid => undef, name => 'postgres standby', dir => $dir,
+        log => "$dir/postgres.log", socket_dir => "$dir/sock",
+        extra_logs => ["$dir/basebackup.log"],
+    );
+    mkdir "$dir/sock", 0700 or croak "mkdir $dir/sock: $!";
+    own("$dir/sock");
+    run_cmd(cmd => [ _pg_tool($bindir, 'pg_basebackup'), '-D', "$dir/data",
+                     '-R', '-X', 'stream', '--no-sync', '-h', '127.0.0.1',
+                     '-p', $primary->port, '-U', $primary->superuser ],
+            env => { PGPASSWORD => $primary->superpassword },
+            log => "$dir/basebackup.log", dir => $dir);
+    $self->{port} = free_port();
+    my @cmd = @{ $primary->{cmd} };
+    for my $i (0 .. $#cmd - 1) {        # the primary's command, our paths
+        $cmd[$i + 1] = "$dir/data" if $cmd[$i] eq '-D';
+        $cmd[$i + 1] = $self->{port} if $cmd[$i] eq '-p';
+        $cmd[$i + 1] = "$dir/sock" if $cmd[$i] eq '-k';
+    }
+    $self->{cmd} = [ @cmd, '-c', 'hot_standby=on' ];
+    $self->start;
     return $self;
 }
 
