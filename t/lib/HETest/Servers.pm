@@ -165,6 +165,7 @@ use warnings;
 use Carp qw(croak);
 use Exporter qw(import);
 use IO::Select;
+use POSIX qw(WNOHANG);
 use IO::Socket::INET;
 use Socket qw(SOCK_STREAM);
 use Test::More ();
@@ -176,7 +177,8 @@ use HETest::Proc qw(free_port closed_port scratch_dir find_binary server_user
 our @EXPORT_OK = qw(
     need_server have_postgres start_standby have_mariadb have_redis have_ipv6
     start_postgres start_mariadb start_redis start_sentinel
-    start_stalled_peer start_fake_peer start_starman
+    start_stalled_peer start_fake_peer start_scripted_peer start_fake_pg
+    start_starman
     free_port closed_port make_sqlite scratch_dir resp_command
     find_binary server_user
 );
@@ -679,6 +681,98 @@ sub start_fake_peer {
 }
 
 sub start_stalled_peer { start_fake_peer(@_, reply => undef) }
+
+# A peer that runs serve->($socket) for each connection, in a process of
+# its own (so a handler may stream or sleep as long as it likes).
+sub start_scripted_peer {
+    my (%o) = @_;
+    my $port = free_port();
+    my $listen = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
+        Listen => 64, ReuseAddr => 1,
+    ) or croak "listen on 127.0.0.1:$port: $!";
+    my $parent = $$;
+    my $pid = fork_server(stop_signal => 'KILL');
+    if ($pid == 0) {
+        $SIG{PIPE} = 'IGNORE';
+        open STDOUT, '>', '/dev/null';  # a test harness waits for its holders
+        open STDERR, '>', '/dev/null';
+        my $sel = IO::Select->new($listen);
+        while (getppid() == $parent) {
+            next unless $sel->can_read(0.5);
+            my $c = $listen->accept or next;
+            my $k = fork;
+            if (defined $k && $k == 0) {
+                alarm 60;               # a handler never outlives a test
+                eval { $o{serve}->($c) };
+                POSIX::_exit(0);
+            }
+            close $c;
+            1 while waitpid(-1, WNOHANG) > 0;
+        }
+        kill 'KILL', -$$;               # the handlers, with us
+        POSIX::_exit(0);
+    }
+    close $listen;
+    return HETest::Servers::Peer->_new(name => 'scripted peer',
+        host => '127.0.0.1', port => $port, pid => $pid, stop_signal => 'KILL');
+}
+
+# A "PostgreSQL" that lies, over the real protocol: refuses SSL/GSS, then
+# asks for SCRAM with scram_iterations (a huge count keeps libpq's key
+# derivation busy), or logs in and sends a DataRow of datarow bytes.
+sub start_fake_pg {
+    my (%o) = @_;
+    return start_scripted_peer(serve => sub {
+        my ($c) = @_;
+        _pg_startup($c);
+        if ($o{scram_iterations}) {
+            syswrite $c, _pg_msg('R', pack('N', 10) . "SCRAM-SHA-256\0\0");
+            my (undef, $body) = _pg_read_msg($c);
+            my ($nonce) = $body =~ /r=([^,\0]+)/ or die "no client nonce\n";
+            syswrite $c, _pg_msg('R', pack('N', 11) . "r=${nonce}srvnonce,"
+                . "s=c2FsdHNhbHRzYWx0c2FsdA==,i=$o{scram_iterations}");
+            sleep 60;
+        }
+        syswrite $c, _pg_msg('R', pack 'N', 0) . _pg_msg('Z', 'I');
+        _pg_read_msg($c);               # the query
+        syswrite $c, _pg_msg('T', pack('n', 1) . "x\0"
+            . pack('NnNnNn', 0, 0, 23, 4, -1, 0));
+        syswrite $c, 'D' . pack('N', $o{datarow} + 10) . pack('n', 1)
+            . pack('N', $o{datarow});
+        my $chunk = 'x' x 65536;
+        1 while defined syswrite $c, $chunk;
+    });
+}
+
+sub _pg_read_n {
+    my ($c, $n) = @_;
+    my $buf = '';
+    while (length $buf < $n) {
+        my $r = sysread $c, $buf, $n - length $buf, length $buf;
+        die "peer closed\n" unless $r;
+    }
+    return $buf;
+}
+
+sub _pg_read_msg {
+    my ($c) = @_;
+    my $type = _pg_read_n($c, 1);
+    return ($type, _pg_read_n($c, unpack('N', _pg_read_n($c, 4)) - 4));
+}
+
+sub _pg_msg { my ($type, $body) = @_; $type . pack('N', 4 + length $body) . $body }
+
+# The startup packet, after answering SSL and GSS requests with 'N'.
+sub _pg_startup {
+    my ($c) = @_;
+    while (1) {
+        my $len = unpack 'N', _pg_read_n($c, 4);
+        my $code = unpack 'N', _pg_read_n($c, $len - 4);
+        return unless $code == 80877103 || $code == 80877104;
+        syswrite $c, 'N';
+    }
+}
 
 # ---------------------------------------------------------------------------
 # Starman
