@@ -300,7 +300,7 @@ he_status_judge(he_shared *sh, const he_checker_ctx *x, int64_t now,
     int64_t age;
 
     if (he_shm_read(sh, p, NULL, seq) != 0 || !pub_usable(p, x, now))
-        return HE_JUDGE_WAIT;
+        return HE_JUDGE_NONE;
     age = now - p->check[HE_CHECK_DB].at_ns;
     if (age < cache)
         return HE_JUDGE_FRESH;
@@ -329,9 +329,9 @@ he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
     if (now - he_load64(&sh->last_read_ns) > HE_NS_PER_S)
         he_store64(&sh->last_read_ns, now);     /* the checker's lease */
     j = he_status_judge(sh, &in->x, now, &p, &seq);
-    if (j != HE_JUDGE_WAIT) {
+    have = j != HE_JUDGE_NONE;          /* its log lines may still be due */
+    if (j == HE_JUDGE_FRESH || j == HE_JUDGE_REFRESH) {
         he_status_of_pub(&p, out);      /* at once */
-        have = 1;
         if (j == HE_JUDGE_REFRESH)
             (void)ask(in, seq, now, log);
     } else if (wait_result(sh, seq, ask(in, seq, now, log))

@@ -64,7 +64,8 @@ void he_instance_answer(he_instance *in, he_status *out, he_log_batch *log);
 typedef enum {
     HE_JUDGE_FRESH = 0,                 /* answer with *p */
     HE_JUDGE_REFRESH,                   /* answer with *p, ask for a run */
-    HE_JUDGE_WAIT                       /* ask for a run and wait for it */
+    HE_JUDGE_WAIT,                      /* *p is too old: run and wait */
+    HE_JUDGE_NONE                       /* nothing usable: run and wait */
 } he_judgement;
 
 /* Copy the published result into *p (its seq into *seq) and judge it by
