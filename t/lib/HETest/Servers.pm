@@ -178,7 +178,7 @@ our @EXPORT_OK = qw(
     need_server have_postgres start_standby have_mariadb have_redis have_ipv6
     start_postgres start_mariadb start_redis start_sentinel
     start_stalled_peer start_fake_peer start_scripted_peer start_fake_pg
-    start_starman
+    start_starman start_fastcgi have_fastcgi
     free_port closed_port make_sqlite scratch_dir resp_command
     find_binary server_user
 );
@@ -814,6 +814,111 @@ sub start_starman {
           '--listen', "$o{host}:$o{port}", @{ $o{args} || [] }, $o{app} ];
     };
     return HETest::Servers::Starman->_new(%o)->start;
+}
+
+# ---------------------------------------------------------------------------
+# FastCGI processes started one by one (as mod_fcgid or spawn-fcgi do),
+# behind nginx
+
+package HETest::Servers::FastCGI;
+our @ISA = ('HETest::Proc::Server');
+
+sub ports { @{ $_[0]{ports} } }
+sub _ready { HETest::Proc::port_open($_[0]->port) }
+
+# Stop the FastCGI processes (TERM) and start them again, perhaps with
+# another environment: what a restart of rt5-fcgi does.
+sub restart {
+    my ($self, %env) = @_;
+    kill 'TERM', @{ $self->{fcgi_pids} };
+    waitpid $_, 0 for @{ $self->{fcgi_pids} };
+    HETest::Proc::unwatch($_) for @{ $self->{fcgi_pids} };
+    $self->{env} = { %{ $self->{env} }, %env };
+    HETest::Servers::_start_fcgis($self);
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    kill 'TERM', @{ $self->{fcgi_pids} || [] };
+    waitpid $_, 0 for @{ $self->{fcgi_pids} || [] };
+    HETest::Proc::unwatch($_) for @{ $self->{fcgi_pids} || [] };
+    $self->{fcgi_pids} = [];
+    return $self->SUPER::stop;
+}
+
+package HETest::Servers;
+
+sub have_fastcgi {
+    return find_binary('nginx') && find_binary('plackup')
+        && eval { require Plack::Handler::FCGI; 1 } ? 1 : 0;
+}
+
+sub _start_fcgis {
+    my ($self) = @_;
+    my @pids;
+    for my $p (@{ $self->{ports} }) {
+        push @pids, HETest::Proc::spawn(
+            cmd => [ $^X, (map { "-I$_" } @{ $self->{inc} || [] }),
+                     find_binary('plackup'), '-s', 'FCGI', '--listen',
+                     "127.0.0.1:$p", '-E', 'deployment', $self->{app} ],
+            env => $self->{env}, log => "$self->{dir}/fcgi-$p.log",
+            as_user => $self->{as_user} // 1, stop_signal => 'TERM');
+    }
+    $self->{fcgi_pids} = \@pids;
+    for my $p (@{ $self->{ports} }) {
+        my $until = Time::HiRes::time() + 30;
+        Time::HiRes::sleep(0.1)
+            until HETest::Proc::port_open($p) || Time::HiRes::time() > $until;
+        croak "FastCGI process on port $p did not start:\n"
+            . (HETest::Proc::log_tail("$self->{dir}/fcgi-$p.log", 20) // '')
+            unless HETest::Proc::port_open($p);
+    }
+}
+
+# n (4) FastCGI processes of app (plackup -s FCGI), each started on its
+# own, and nginx on a free port passing every request to them in turn.
+# env and inc are for the FastCGI processes.  $s->port is nginx's.
+sub start_fastcgi {
+    my (%o) = (n => 4, @_);
+    my $nginx = find_binary('nginx') or croak 'nginx not found';
+    my $dir = $o{dir} // server_dir('fcgi');
+    my $self = HETest::Servers::FastCGI->_new(
+        name => 'nginx + FastCGI', dir => $dir, host => '127.0.0.1',
+        log => "$dir/nginx.out", extra_logs => ["$dir/nginx-error.log"],
+        stop_signal => 'QUIT',
+        app => $o{app}, env => $o{env} || {}, inc => $o{inc},
+        as_user => $o{as_user}, ports => [ map { free_port() } 1 .. $o{n} ],
+    );
+    _start_fcgis($self);
+    $self->{port} = free_port();
+    write_file("$dir/nginx.conf", <<"CONF");
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $dir;
+    fastcgi_temp_path $dir;
+    upstream fcgi {
+@{[ map { "        server 127.0.0.1:$_;\n" } @{ $self->{ports} } ]}    }
+    server {
+        listen 127.0.0.1:$self->{port};
+        location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_NAME "";
+            fastcgi_param PATH_INFO \$uri;
+            fastcgi_pass fcgi;
+        }
+    }
+}
+CONF
+    own("$dir/nginx.conf") if $o{as_user} // 1;
+    $self->{cmd} = [ $nginx, '-c', "$dir/nginx.conf", '-p', $dir ];
+    $self->{as_user} = $o{as_user};
+    return $self->start;
 }
 
 # ---------------------------------------------------------------------------
