@@ -314,7 +314,7 @@ Then enable the plugin in F<RT_SiteConfig.pm>:
 
 On Debian, put that line in a file in
 F</etc/request-tracker5/RT_SiteConfig.d/> whose name ends in F<.pm>
-(others are not read), for instance F<70-healthendpoint.pm>, and make it
+(others are not read), for instance F<90-healthendpoint.pm>, and make it
 readable by the web server's user (C<www-data>).
 
 Clear the Mason cache, C<rm -rf E<lt>MasonDataDirE<gt>/obj>:
