@@ -339,7 +339,7 @@ Then enable the plugin in F<RT_SiteConfig.pm>:
 
 On Debian, put that line in a file in
 F</etc/request-tracker5/RT_SiteConfig.d/> whose name ends in F<.pm>
-(others are not read), for instance F<70-healthendpoint.pm>, and make it
+(others are not read), for instance F<90-healthendpoint.pm>, and make it
 readable by the web server's user (C<www-data>).
 
 Clear the Mason cache, C<rm -rf E<lt>MasonDataDirE<gt>/obj>:
@@ -530,6 +530,327 @@ C<$HealthEndpoint_Timeout>, and at most once per
 C<$HealthEndpoint_CacheSeconds> per worker, so a flood cannot turn into a
 connection storm against the database.  Restrict who may reach the paths
 at the proxy, or with C<$HealthEndpoint_AllowFrom>.
+
+=head1 DEBIAN
+
+With Debian's C<request-tracker5> packages, as root:
+
+    perl Makefile.PL RTHOME=/usr/share/request-tracker5
+    make && make install
+    echo "Plugin('RT::Extension::HealthEndpoint');" \
+        > /etc/request-tracker5/RT_SiteConfig.d/90-healthendpoint.pm
+    chmod 0644 /etc/request-tracker5/RT_SiteConfig.d/90-healthendpoint.pm
+    rm -rf /var/cache/request-tracker5/mason_data/obj
+    systemctl restart apache2     # Apache (rt5-apache2: mod_fcgid or mod_perl)
+    systemctl restart rt5-fcgi    # or nginx with rt5-fcgi: not nginx
+    curl http://localhost/rt/healthz/ping
+
+=over
+
+=item The file in F<RT_SiteConfig.d> must end in F<.pm>
+
+RT reads no other file there: a F<90-healthendpoint.conf> is ignored
+without a word, and the health paths then reach RT's login page.  It must
+also be readable by C<www-data>, or RT does not start at all.  Debian's
+own files there are C<root:www-data 0640>; one holding only the C<Plugin>
+line can be C<0644>.
+
+=item Debian serves RT under F</rt>
+
+The paths are relative to C<$WebPath>: the endpoints are
+F</rt/healthz/ping> and F</rt/healthz/status>, in every probe too.
+
+=item Which service to restart
+
+Apache (C<rt5-apache2>, mod_fcgid or mod_perl): C<systemctl restart
+apache2>, a full restart, not a graceful reload (mod_perl loads RT into
+Apache's parent process).  nginx with C<rt5-fcgi>: RT runs in the
+C<rt5-fcgi> service, so C<systemctl restart rt5-fcgi>; restarting nginx
+changes nothing for the plugin.
+
+=item nginx with rt5-fcgi
+
+Debian's example, F</usr/share/doc/rt5-fcgi/examples/request-tracker5.conf>,
+is a C<location> block: it goes inside a C<server { }> block, not into
+F<conf.d> as its comment says.  Its C<expires epoch;> makes nginx replace
+the endpoints' C<Cache-Control: no-store> by C<no-cache> plus an
+C<Expires> in 1970 on their C<200> answers (C<503> and C<405> keep
+C<no-store>).  To keep C<no-store>, put this next to it in the same
+C<server { }> block (F<eg/nginx-healthz.conf> in the distribution):
+
+=for comment eg/nginx-healthz.conf
+
+    # nginx with Debian's rt5-fcgi: put this next to the contents of
+    # /usr/share/doc/rt5-fcgi/examples/request-tracker5.conf, in the same
+    # server { } block.  That example sets "expires epoch;" on everything
+    # under /rt, which turns the endpoints' "Cache-Control: no-store" into
+    # "no-cache" (plus an Expires header) on their 200 answers.  This longer
+    # prefix takes the health paths past it, unchanged.
+    location /rt/healthz/ {
+    	include		/etc/nginx/fastcgi_params;
+    	fastcgi_param	SCRIPT_NAME		"/rt";
+    	fastcgi_pass	unix:/var/run/rt5-fcgi.sock;
+    }
+
+=item Uninstalling
+
+Remove the configuration file, the plugin and its state files, and clear
+the Mason cache:
+
+    rm /etc/request-tracker5/RT_SiteConfig.d/90-healthendpoint.pm
+    rm -rf /usr/local/share/request-tracker5/plugins/RT-Extension-HealthEndpoint
+    rm -f /var/cache/request-tracker5/mason_data/healthendpoint.state*
+    rm -rf /var/cache/request-tracker5/mason_data/obj
+
+and restart as above.
+
+=back
+
+=head1 MONITORING AND LOAD BALANCERS
+
+Use the ping to route traffic and for liveness: it needs nothing but a
+running RT worker, so a database outage does not take every node out or
+restart every pod.  Use the status for monitoring and readiness.  Make
+every probe's timeout longer than C<$HealthEndpoint_Timeout> (default 2
+s): a worker waiting for a status check answers nothing else, the ping
+included, until the check is done.  Under a C<$WebPath> such as Debian's
+F</rt>, prefix the paths.
+
+The configurations below are the files in F<eg/> of the distribution,
+which its tests run against a real RT through a database outage; as they
+are, they point at the RT of F<eg/demo> on 127.0.0.1:8080.
+
+=head2 HAProxy
+
+=for comment eg/haproxy.cfg
+
+    # HAProxy in front of Request Tracker with RT::Extension::HealthEndpoint.
+    #
+    # As it is, this runs against eg/demo (RT on 127.0.0.1:8080):
+    #     haproxy -db -f eg/haproxy.cfg
+    # RT through HAProxy on http://127.0.0.1:8000/, the state of both
+    # backends on http://127.0.0.1:8404/stats.
+
+    global
+        maxconn 256
+
+    defaults
+        mode http
+        timeout connect 2s
+        timeout client  60s
+        timeout server  60s
+        # longer than $HealthEndpoint_Timeout (default 2 s)
+        timeout check   3s
+
+    frontend rt
+        bind 127.0.0.1:8000
+        default_backend rt
+
+    # The RT web servers: a server takes traffic while its workers answer the
+    # ping (no database, no session).
+    backend rt
+        option httpchk
+        http-check send meth GET uri /healthz/ping
+        http-check expect string pong
+        server rt1 127.0.0.1:8080 check inter 2s fall 2 rise 2
+
+    # RT and what it depends on: the server here goes DOWN while
+    # /healthz/status answers 503 (database or Redis unreachable).  Nothing is
+    # routed to this backend; alert on it or read it from the stats page.
+    backend rt_status
+        option httpchk
+        http-check send meth GET uri /healthz/status
+        http-check expect status 200
+        server rt1 127.0.0.1:8080 check inter 5s fall 2 rise 2
+
+    listen stats
+        bind 127.0.0.1:8404
+        stats enable
+        stats uri /stats
+        stats refresh 10s
+
+The C<rt> backend routes on the ping; the server of C<rt_status>, which
+receives no traffic, goes DOWN while the status answers C<503>: alert on
+it.  HAProxy 2.6 sends these checks as HTTP/1.0 without a C<Host>
+header; behind name-based virtual hosts add C<ver HTTP/1.1 hdr Host
+rt.example.com> to each C<http-check send>.
+
+=head2 Nagios / monitoring-plugins
+
+=for comment eg/check_http.txt
+
+    # Nagios / Icinga / monitoring-plugins: RT's status endpoint.
+    # Exit status 0 (OK) while RT answers 200 with "status":"ok", 2 (CRITICAL)
+    # on a 503 (database or Redis unreachable), on anything else, or when RT
+    # does not answer within 5 s (longer than $HealthEndpoint_Timeout, 2 s by
+    # default).  check_curl takes the same options.  Against eg/demo as is.
+    /usr/lib/nagios/plugins/check_http -H 127.0.0.1 -p 8080 -u /healthz/status -e 200 -s '"status":"ok"' -t 5
+    /usr/lib/nagios/plugins/check_curl -H 127.0.0.1 -p 8080 -u /healthz/status -e 200 -s '"status":"ok"' -t 5
+
+=head2 Icinga 2
+
+=for comment eg/icinga2.conf
+
+    // Icinga 2 objects for RT::Extension::HealthEndpoint.  They build on the
+    // ITL's "http" CheckCommand (check_http from monitoring-plugins), so the
+    // main config must include <itl> and <plugins>, as Icinga's default
+    // icinga2.conf does.  Against eg/demo as is (RT on 127.0.0.1:8080).
+
+    // OK while RT answers 200 with "status":"ok"; CRITICAL on a 503 (database
+    // or Redis unreachable), on anything else, or after 5 s.
+    object CheckCommand "rt-healthz" {
+      import "http"
+      vars.http_uri = "/healthz/status"
+      vars.http_expect = "200"
+      vars.http_string = "\"status\":\"ok\""
+      // longer than $HealthEndpoint_Timeout (default 2 s)
+      vars.http_timeout = 5
+    }
+
+    object Host "rt" {
+      address = "127.0.0.1"
+      check_command = "hostalive"
+      vars.rt_port = 8080
+    }
+
+    apply Service "rt-status" {
+      check_command = "rt-healthz"
+      vars.http_port = host.vars.rt_port
+      check_interval = 1m
+      retry_interval = 15s
+      assign where host.vars.rt_port
+    }
+
+    // Liveness of the web workers only: no database involved.
+    apply Service "rt-ping" {
+      check_command = "rt-healthz"
+      vars.http_port = host.vars.rt_port
+      vars.http_uri = "/healthz/ping"
+      vars.http_string = "pong"
+      check_interval = 1m
+      retry_interval = 15s
+      assign where host.vars.rt_port
+    }
+
+=head2 Prometheus blackbox exporter
+
+The exporter's modules, then the Prometheus scrape jobs:
+
+=for comment eg/blackbox.yml
+
+    # prometheus-blackbox-exporter modules for RT::Extension::HealthEndpoint
+    # (--config.file).  probe_success is 1 while the endpoint answers as
+    # below, 0 otherwise.
+    modules:
+      # RT and what it depends on (database, Redis): 200 and "status":"ok"
+      rt_status:
+        prober: http
+        # longer than $HealthEndpoint_Timeout (default 2 s)
+        timeout: 5s
+        http:
+          method: GET
+          valid_status_codes: [200]
+          fail_if_body_not_matches_regexp:
+            - '"status":"ok"'
+          follow_redirects: false
+          preferred_ip_protocol: ip4
+      # an RT worker answers
+      rt_ping:
+        prober: http
+        timeout: 5s
+        http:
+          method: GET
+          valid_status_codes: [200]
+          fail_if_body_not_matches_regexp:
+            - '^pong$'
+          follow_redirects: false
+          preferred_ip_protocol: ip4
+
+=for comment eg/prometheus.yml
+
+    # Prometheus scrape jobs probing RT through the blackbox exporter
+    # (eg/blackbox.yml) listening on 127.0.0.1:9115.
+    scrape_configs:
+      - job_name: rt_status
+        metrics_path: /probe
+        params:
+          module:
+            - rt_status
+        static_configs:
+          - targets:
+              - http://127.0.0.1:8080/healthz/status
+        relabel_configs:
+          - source_labels: [__address__]
+            target_label: __param_target
+          - source_labels: [__param_target]
+            target_label: instance
+          - target_label: __address__
+            replacement: 127.0.0.1:9115
+      - job_name: rt_ping
+        metrics_path: /probe
+        params:
+          module:
+            - rt_ping
+        static_configs:
+          - targets:
+              - http://127.0.0.1:8080/healthz/ping
+        relabel_configs:
+          - source_labels: [__address__]
+            target_label: __param_target
+          - source_labels: [__param_target]
+            target_label: instance
+          - target_label: __address__
+            replacement: 127.0.0.1:9115
+
+Alert on C<probe_success{job="rt_status"} == 0>.
+
+=head2 Kubernetes
+
+=for comment eg/kubernetes.yml
+
+    # Kubernetes probes for RT::Extension::HealthEndpoint: part of the spec of
+    # the container that runs RT (rt-server or Starman on port 8080, $WebPath
+    # empty; with $WebPath /rt the paths start with /rt).
+    #
+    # Every timeoutSeconds is longer than $HealthEndpoint_Timeout (default
+    # 2 s): a worker waiting for a status check answers the ping only when the
+    # check is done, and a hung database must be a 503, not a probe timeout.
+    startupProbe:                # RT takes a few seconds to load
+      httpGet:
+        path: /healthz/ping
+        port: 8080
+      periodSeconds: 2
+      timeoutSeconds: 3
+      failureThreshold: 60
+    livenessProbe:               # an RT worker answers; no database involved
+      httpGet:
+        path: /healthz/ping
+        port: 8080
+      periodSeconds: 10
+      timeoutSeconds: 3
+      failureThreshold: 3
+    readinessProbe:              # RT's database (and Redis) answer too
+      httpGet:
+        path: /healthz/status
+        port: 8080
+      periodSeconds: 10
+      timeoutSeconds: 3
+      failureThreshold: 2
+
+Never use the status for liveness: a database outage would restart every
+pod.  As all pods share the database, the readiness probe takes them all
+out of the Service together during an outage; to have RT answer with its
+own error page then, use the ping for readiness too and alert on the
+status from your monitoring.
+
+=head1 BUGS
+
+Please report bugs at
+L<https://github.com/rt-extension-healthendpoint/RT-Extension-HealthEndpoint/issues>.
+
+=head1 AUTHOR
+
+RT-Extension-HealthEndpoint developers.
 
 =head1 LICENSE
 
