@@ -3,7 +3,7 @@ package RT::Extension::HealthEndpoint;
 use strict;
 use warnings;
 
-our $VERSION = '0.01';
+our $VERSION = '0.02';
 
 require XSLoader;
 XSLoader::load('RT::Extension::HealthEndpoint', $VERSION);
@@ -255,10 +255,12 @@ In F<RT_SiteConfig.pm>:
     # all optional
     Set($HealthEndpoint_PingPath,     '/healthz/ping');
     Set($HealthEndpoint_StatusPath,   '/healthz/status');
+    Set($HealthEndpoint_Namespace,    '/healthz');  # others under it: 404
     Set($HealthEndpoint_Timeout,      2);      # seconds, fractions allowed
-    Set($HealthEndpoint_CacheSeconds, 1);      # 0 turns the cache off
+    Set($HealthEndpoint_CacheSeconds, 1);      # 0: every request waits
     Set($HealthEndpoint_CheckRedis,   undef);  # undef auto, 0 never, 1 always
     Set($HealthEndpoint_AllowFrom,    ['10.0.0.0/8', '::1']);
+    Set($HealthEndpoint_StateFile,    '/var/cache/rt/healthendpoint.state');
 
 Then:
 
@@ -291,7 +293,8 @@ request, untouched, to RT and returns RT's response unchanged, at the cost
 of one hash lookup.  The checks are native: libpq for PostgreSQL,
 MariaDB Connector/C or libmysqlclient for MySQL and MariaDB, libsqlite3 for
 SQLite, hiredis for Redis.  Oracle is checked through DBI with RT's own
-DSN; it is the one non-native path.
+DSN; it is the one non-native path.  They run in one checker process per
+RT instance, never in RT's workers; see L</HOW THE STATUS CHECK WORKS>.
 
 =head1 INSTALLATION
 
@@ -374,16 +377,34 @@ C<$WebPath>: with C<$WebPath> C</rt> the default ping URL is
 C</rt/healthz/ping>.  The query string is ignored.  A path must start with
 C</> and hold no spaces, C<?> or C<#>; the two must differ.
 
+=item C<$HealthEndpoint_Namespace> (default C</healthz> with the default paths)
+
+A directory of the module's own: every other request under it
+(C</healthz>, C</healthz/>, C</healthz/ping/>, C</healthz/anything>) gets
+a fixed C<404>, so that a probe with a typo never reaches RT (whose C<302>
+to the login page counts as success for Kubernetes, and creates a
+session).  With custom paths no directory is claimed unless named here;
+C<''> claims none even with the default paths.  One of RT's own top-level
+directories (C</NoAuth>, C</REST>, C</static>, C</Helpers>,
+C</SelfService>, C</m>, C</Admin>, ...) is refused at startup.  Case
+variants and C<//> prefixes stay RT's.
+
 =item C<$HealthEndpoint_Timeout> (default 2)
 
 Seconds, fractions allowed, above 0 and at most 300.  The deadline for the
 whole status check: connect, authentication and query of each backend.
+Below 10 ms a warning is logged: no check over a network finishes in that
+time.
 
 =item C<$HealthEndpoint_CacheSeconds> (default 1)
 
-Each worker process reuses its last status result for this many seconds
-(fractions allowed, 0 turns the cache off), so a flood of status probes
-opens at most one database connection per worker per period.
+A result younger than this is the answer, at once.  One younger than
+C<CacheSeconds + Timeout> is the answer too, and a new run is asked for;
+an older one (or none yet) makes the request ask for a run and wait for
+it, at most until its deadline.  Fractions allowed.  C<0>: every status
+request joins the run in progress or starts one, and waits for its end
+(workers then wait, up to C<Timeout>).  However many requests come, there
+is at most one run at a time for the whole instance.
 
 =item C<$HealthEndpoint_CheckRedis> (default undef)
 
@@ -395,14 +416,33 @@ C<%WebSessionProperties>: C<server> (C<host:port>, default
 C<127.0.0.1:6379>, C<[::1]:6379> for IPv6) or C<sock> (a unix socket),
 C<username> and C<password> (AUTH; the ACL form when a username is set),
 C<database> (SELECT), and C<sentinels> with C<service> (the sentinels are
-asked for the master, which is then checked).
+asked for the master, which is then checked).  A replica answers C<PING>,
+so it reports C<ok>.
 
-=item C<$HealthEndpoint_AllowFrom> (default: everyone)
+=item C<$HealthEndpoint_AllowFrom> (default: no allowlist)
 
-A list of IPv4/IPv6 addresses or CIDRs matched against C<REMOTE_ADDR>;
-other clients get C<403> and nothing is checked.  Behind a reverse proxy
-C<REMOTE_ADDR> is the proxy's address unless RT is told to trust
-C<X-Forwarded-For>, so filter at the proxy in that case.
+Addresses or networks matched against C<REMOTE_ADDR>; other clients get
+C<403> and nothing is checked.  A list, or one string with entries
+separated by commas and/or blanks: C<'10.0.0.0/8, 192.168.0.0/16'>.  Each
+entry is an address (C<192.0.2.7>, C<2001:db8::7>), a network with a
+prefix length (C<10.0.0.0/8>, C<2001:db8::/32>) or an IPv4 netmask
+(C<192.168.1.0/255.255.255.0>); a zone (C<fe80::1%eth0>) only on an IPv6
+link-local address.  An IPv4 client seen as C<::ffff:a.b.c.d> matches IPv4
+entries.  Each entry that is dropped is logged, then the list in use.
+Unset, C<undef>, C<''> or C<[]> mean no allowlist.  An allowlist that was
+set but has no valid entry B<denies everyone> (fails closed).  Behind a
+reverse proxy on the same host C<REMOTE_ADDR> is the proxy's address, and
+a loopback entry then admits everyone: filter at the proxy, or have RT
+trust C<X-Forwarded-For>.
+
+=item C<$HealthEndpoint_StateFile> (default F<$MasonDataDir/healthendpoint.state>)
+
+The file through which every process of the instance shares the result
+and elects the checker (with F<I<file>.lock> beside it).  It must be on a
+local file system, in a directory the web server's user can write (Mason's
+data directory is, in Debian's package and in source installs, where
+C<$VarPath> itself belongs to root).  Created once with mode 0600; never
+delete or truncate it while RT runs.
 
 =back
 
@@ -412,8 +452,73 @@ C<$DatabasePassword> and C<%DatabaseExtraDSN> (libpq conninfo keys such as
 C<sslmode> for Pg; the DBD::mysql C<mysql_ssl*> names, C<mysql_socket> and
 C<mysql_compression> for MySQL/MariaDB).  An empty host means the client
 library's default, a unix socket, as in RT.  A relative SQLite database
-name is under RT's C<$VarPath>; the file is opened read-only and never
-created.
+name is under RT's C<$VarPath>; the file is opened read-only, never
+created, and must hold RT's C<Tickets> table.
+
+For PostgreSQL a host list (C<Set($DatabaseHost, 'pg1,pg2')>, or C<host>
+and C<port> lists in C<%DatabaseExtraDSN>) is tried as libpq's blocking
+connect (DBD::Pg, so RT) tries it: one host at a time, each for
+C<connect_timeout> seconds (below 2 counts as 2) or the time left, with
+C<target_session_attrs> applied to each host (C<prefer-standby> makes a
+second pass with C<any>); C<load_balance_hosts=random> is honoured with
+libpq 16 or later, else ignored.  A hot standby reports C<ok> unless
+C<target_session_attrs> asks for C<read-write> (or C<primary>): then it is
+C<fail>, and a list finds the primary.
+
+=head1 HOW THE STATUS CHECK WORKS
+
+RT's worker processes never run a check and never start a thread.  The
+checks run in one checker process per RT instance; the workers read its
+latest result from the state file, mapped into every process of the
+instance (Starman workers, recycled or not, and separately started
+FastCGI processes alike).
+
+=over
+
+=item Who starts it
+
+Whichever process needs a run and finds no live checker wins an C<flock>
+on the F<.lock> file and forks it (twice, so that the server's master or
+init reaps it), so it runs as that worker's user, RT's web user.  It
+closes every descriptor it inherited, resets the signal handlers, never
+returns to Perl (no destructors, no C<END> blocks), and shows as
+C<rt-healthendpoint checker (FILE)> in C<ps>.
+
+=item How long it lives
+
+It survives the worker that started it.  It exits within 2 s of the
+server's master process (Starman's, Apache's), when nobody read the state
+for 5 minutes (the case without a master, such as C<spawn-fcgi -F N>),
+when the state file is replaced, and when a process with a newer
+configuration or module version takes over: a reload of the FastCGI
+processes takes effect at their first status request.  One that dies, or
+whose heartbeat is 2 s old, is replaced by the next status request.
+
+=item A run
+
+It forks one child per check, with C<RLIMIT_DATA> at its size plus 64 MiB
+and C<RLIMIT_CPU>, and kills a child still running 200 ms after the
+deadline.  A resolver that hangs, a stalled TLS handshake, a peer
+announcing a reply of two billion elements, a SCRAM derivation of 2**31
+rounds: none holds CPU, memory or a descriptor past the deadline + 1 s,
+and none touches RT's processes.  An SQLite check never opens RT's file in
+RT's process, where closing it would drop RT's own POSIX locks.
+
+=item Without a usable state file
+
+A file of another owner, writable by group or others, a symbolic link, or
+in a directory the process cannot write: one line in RT's log says why,
+and each process runs a checker of its own.  RT always starts.  A process
+that builds RT's app as root (a server that drops privileges later)
+leaves the file to its first worker.  Outside RT, C<wrap> without
+C<state_file> gives each process its own checker.
+
+=back
+
+If RT's workers themselves run as root (C<rt-server> without C<--user>),
+so does the checker.  In a container, run an init that reaps orphans
+(C<docker run --init>): a checker that exits is otherwise left as a
+zombie.
 
 =head1 USING IT WITHOUT RT
 
@@ -422,29 +527,40 @@ wrapping PSGI app; C<PSGIWrap> only maps RT's config onto these options:
 
 =over
 
-=item C<ping_path>, C<status_path>, C<timeout>, C<cache_seconds>
+=item C<ping_path>, C<status_path>, C<namespace>, C<timeout>, C<cache_seconds>
 
 As the C<$HealthEndpoint_*> options above.
 
 =item C<allow_from>
 
-An array reference of addresses or CIDRs.
+As C<$HealthEndpoint_AllowFrom>: a list or one string.
 
 =item C<db>
 
 C<< { type => 'Pg'|'mysql'|'MariaDB'|'SQLite'|'Oracle', host, port, name,
-user, password, extra => { ... } } >>.  Without it the database check is
-C<skipped>.  For SQLite C<name> is an absolute path.
+user, password, require_table, extra => { ... } } >>.  Without it the
+database check is C<skipped>.  A relative SQLite C<name> is resolved
+against the current directory once, when C<wrap> is called, and logged;
+an SQLite database must hold C<require_table> when given (RT's glue asks
+for C<Tickets>), else at least one table.  An unknown key is logged.
 
 =item C<db_check>
 
-A code reference run for C<Oracle>, given the seconds left before the
-deadline: true is C<ok>, false or an exception is C<fail>.
+A code reference run for C<Oracle> in the checker's child process, given
+the seconds left before the deadline: true is C<ok>, false or an
+exception is C<fail>, and a true that comes after the deadline is
+C<fail> too.
 
 =item C<redis>, C<check_redis>
 
-C<redis> takes the C<%WebSessionProperties> keys above.  C<check_redis>
-C<0> never checks, C<1> always does; undef checks when C<redis> is given.
+C<redis> takes the C<%WebSessionProperties> keys above (an unknown key is
+logged).  C<check_redis> C<0> never checks, C<1> always does; undef checks
+when C<redis> is given.
+
+=item C<state_file>
+
+The shared state, as C<$HealthEndpoint_StateFile>; without it each
+process has its own checker.
 
 =item C<logger>
 
@@ -453,8 +569,9 @@ C<warn>.
 
 =back
 
-C<wrap> dies for a caller's mistake (an unknown option, a non-code app or
-logger); every bad I<value> is logged and replaced by its default.
+C<wrap> dies, naming the argument, for a caller's mistake: an unknown
+option, an app, C<logger> or C<db_check> that is not a code reference
+(blessed ones are fine).  Every bad I<value> is logged instead.
 
 =head1 RESPONSES
 
@@ -477,29 +594,72 @@ check that ran failed, and the HTTP status is then C<200>, else C<503>.
 
 C<405> with C<Allow: GET, HEAD>.  Methods are case-sensitive.
 
+=item Anything else under the namespace, any method
+
+C<404>, C<Content-Type: text/plain>, body C<not found>.
+
+=item A client outside C<$HealthEndpoint_AllowFrom>
+
+C<403>, body C<forbidden>, before any of the above.
+
 =back
 
-Every answer carries C<Cache-Control: no-store> and C<Content-Length>;
-C<HEAD> gets the same headers and an empty body.
+Every answer carries C<Cache-Control: no-store> and C<Content-Length>,
+never a C<Set-Cookie>; C<HEAD> gets the same headers and an empty body.
 
 =head1 DIAGNOSTICS
 
-Messages go to RT's log (C<< RT->Logger >>) at C<error> level, prefixed
-with C<RT::Extension::HealthEndpoint:>.
+Messages go to RT's log (C<< RT->Logger >>), prefixed with
+C<RT::Extension::HealthEndpoint:>.  Those about a check are written once
+for the whole instance, by the first process that sees the change.
 
 =over
 
-=item C<database check failed (TYPE, SECONDS s): REASON>
+=item C<database check failed (TYPE, SECONDS s): REASON> (error)
 
-=item C<redis check failed (SECONDS s): REASON>
+=item C<redis check failed (SECONDS s): REASON> (error)
 
-A status probe found a backend failing; REASON is the client library's
-text (refused, authentication failed, timed out, NOAUTH, ...).  Logged once
-per check actually run, not for answers taken from the cache.
+A check turned to fail; REASON is the client library's text (refused,
+authentication failed, NOAUTH, ...; control characters escaped), or
+C<timed out after SECONDS s during PHASE> with the phase it was in
+(resolving, connecting, authenticating, querying), or for a host list each
+host and why.
 
-=item C<OPTION: invalid value 'VALUE' (WHY); using DEFAULT>
+=item C<database check still failing after SECONDS s (N failed runs): REASON> (error)
 
-A setting was rejected at startup; RT runs with the default named.
+At most once a minute while it stays failed.
+
+=item C<database check ok again after SECONDS s (N failed runs)> (warning)
+
+It recovered.
+
+=item C<shared state FILE: active> (info)
+
+=item C<shared state FILE: set up by the first worker (this process runs as root)> (info)
+
+At startup: where the state is, and whether it is in use.
+
+=item C<the state file cannot be used (WHY); each process runs its own checker> (error)
+
+Another owner, a symbolic link, writable by others, no write access to
+the directory: fix WHY (or set C<$HealthEndpoint_StateFile>) and restart.
+The endpoints work meanwhile, with a checker per process.
+
+=item C<OPTION: invalid value 'VALUE' (WHY); WHAT HAPPENS>
+
+A setting was rejected at startup; WHAT HAPPENS names the default used,
+or that the check fails (a Redis server), or that the entry is dropped.
+
+=item C<HealthEndpoint_AllowFrom: no valid entry; every client gets 403 until it is fixed> (error)
+
+=item C<HealthEndpoint_AllowFrom: allowing LIST> (info)
+
+The allowlist as it is used.
+
+=item C<OPTION: unknown setting ignored> (warning)
+
+A key of C<%DatabaseExtraDSN>-like hashes (C<db>, C<redis>) that the
+module does not know.
 
 =item C<DatabaseType 'TYPE': this build has no TYPE backend ...>
 
@@ -524,12 +684,19 @@ backends it finds and says which; ping needs none.
 
 The endpoints are unauthenticated by design.  Their bodies hold only the
 fixed tokens above: no error text, host names, versions or timings; those
-go to RT's log.  A ping costs a hash lookup and a small response.  A status
-probe opens at most one connection per backend, bounded by
-C<$HealthEndpoint_Timeout>, and at most once per
-C<$HealthEndpoint_CacheSeconds> per worker, so a flood cannot turn into a
-connection storm against the database.  Restrict who may reach the paths
-at the proxy, or with C<$HealthEndpoint_AllowFrom>.
+go to RT's log, with a peer's control characters escaped so that its text
+cannot forge a log line.  A ping costs a hash lookup and a small response;
+a status request reads the shared result.  The checks run one at a time
+for the whole instance, at most once per C<$HealthEndpoint_CacheSeconds>
+under any flood, each bounded by C<$HealthEndpoint_Timeout> and killed
+200 ms after it.
+
+What fails closed: an allowlist set without a valid entry, or whose copy
+could not be made, denies everyone; an invalid Redis server is a failing
+check, never the default server; a state file of another owner, writable
+by others or a symbolic link is not used; a namespace in RT's own
+directories is refused.  Restrict who may reach the paths at the proxy,
+or with C<$HealthEndpoint_AllowFrom>.
 
 =head1 DEBIAN
 
@@ -813,8 +980,8 @@ Alert on C<probe_success{job="rt_status"} == 0>.
     # empty; with $WebPath /rt the paths start with /rt).
     #
     # Every timeoutSeconds is longer than $HealthEndpoint_Timeout (default
-    # 2 s): a worker waiting for a status check answers the ping only when the
-    # check is done, and a hung database must be a 503, not a probe timeout.
+    # 2 s): a status request that waits for a run answers at that deadline,
+    # and a hung database must be a 503, not a probe timeout.
     startupProbe:                # RT takes a few seconds to load
       httpGet:
         path: /healthz/ping
