@@ -779,9 +779,9 @@ Use the ping to route traffic and for liveness: it needs nothing but a
 running RT worker, so a database outage does not take every node out or
 restart every pod.  Use the status for monitoring and readiness.  Make
 every probe's timeout longer than C<$HealthEndpoint_Timeout> (default 2
-s): a worker waiting for a status check answers nothing else, the ping
-included, until the check is done.  Under a C<$WebPath> such as Debian's
-F</rt>, prefix the paths.
+s): a status request that waits for a run (the first one, or after a quiet
+spell) answers at that deadline.  The ping never waits.  Under a
+C<$WebPath> such as Debian's F</rt>, prefix the paths.
 
 The configurations below are the files in F<eg/> of the distribution,
 which its tests run against a real RT through a database outage; as they
