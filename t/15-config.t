@@ -91,18 +91,23 @@ is($r->[2][0], '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}
     is(get($a, '/healthz/status')->[0], 200, 'db_check true: ok');
     open my $fh, '<', "$dir/left" or die "the callback did not run: $!";
     my $got = <$fh>;
-    ok($got > 1.3 && $got <= 1.5, "db_check got the time left ($got)");
-    # a true that comes too late is a failure, and the answer never waits
-    # past the deadline for it
+    ok($got > 0.5 && $got <= 1.5, "db_check got the time left ($got)");
+    # the answer never waits past the deadline for a DBI check, and a true
+    # that comes too late is a failure (the checker then stops the run, or
+    # the child says it answered too late: both are logged as fail)
     ($a, undef, my $late) = build(timeout => 0.5, cache_seconds => 0,
-        db => { type => 'Oracle' }, db_check => sub { sleep 0.6; 1 });
+        db => { type => 'Oracle' }, db_check => sub { sleep 3; 1 });
     my $t0 = Time::HiRes::time();
-    is(get($a, '/healthz/status')->[0], 503, 'db_check true after the deadline: 503');
-    cmp_ok(Time::HiRes::time() - $t0, '<=', 0.6, 'answered at the deadline');
-    sleep 0.5;
+    is(get($a, '/healthz/status')->[0], 503, 'db_check true after 3 s, timeout 0.5: 503');
+    cmp_ok(Time::HiRes::time() - $t0, '<', 2, 'answered without waiting for it');
+    ($a, undef, $late) = build(timeout => 0.5, cache_seconds => 0,
+        db => { type => 'Oracle' }, db_check => sub { sleep 0.6; 1 });
+    is(get($a, '/healthz/status')->[0], 503, 'db_check true a little late: 503');
+    sleep 1;
     get($a, '/healthz/status');
-    like(join("\n", map { $_->[1] } @$late), qr/database check failed .*answered too late/,
-         'the late answer is logged as such');
+    like(join("\n", map { $_->[1] } @$late),
+         qr/database check failed .*(?:answered too late|the check was stopped)/,
+         'and logged as a failure');
     ($a, undef, my $l) = build(cache_seconds => 0, db => { type => 'Oracle' },
                                db_check => sub { die "ORA-12541: no listener\n" });
     is(get($a, '/healthz/status')->[0], 503, 'db_check dying: fail');

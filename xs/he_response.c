@@ -13,6 +13,8 @@
 #define JSON "application/json"
 
 static const char *const result_names[] = { "ok", "fail", "skipped" };
+typedef char he_result_names_match[  /* in he_result order */
+    sizeof result_names / sizeof result_names[0] == HE_SKIPPED + 1 ? 1 : -1];
 
 const char *
 he_result_name(he_result r)

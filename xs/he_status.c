@@ -15,16 +15,6 @@
 
 #include "he_status.h"
 
-static char *
-dup_str(const char *s)
-{
-    char *d = s ? malloc(strlen(s) + 1) : NULL;
-
-    if (d)
-        strcpy(d, s);
-    return d;
-}
-
 void
 he_instance_init(he_instance *in, const he_config *cfg,
                  const char *state_path, const char *version)
@@ -35,7 +25,7 @@ he_instance_init(he_instance *in, const he_config *cfg,
     in->x.version = in->version;
     in->x.hash = he_config_hash(cfg, in->version);
     in->x.stamp = he_realtime_ns();
-    in->state_path = dup_str(state_path);
+    in->state_path = he_strdup(state_path);
     if (state_path != NULL && in->state_path == NULL)
         in->file_failed = 1;            /* out of memory: private it is */
 }
