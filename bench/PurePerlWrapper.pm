@@ -16,8 +16,10 @@ package PurePerlWrapper;
 # Same answers as the XS module: PATH_INFO compared exactly; GET and HEAD
 # answered (HEAD without a body), any other method 405 with
 # "Allow: GET, HEAD"; Content-Type, Content-Length and
-# "Cache-Control: no-store" on every answer; everything else goes to the
-# wrapped app with the same arguments and its response comes back as is.
+# "Cache-Control: no-store" on every answer; anything else under the
+# namespace (/healthz with the default paths) 404; everything else goes to
+# the wrapped app with the same arguments and its response comes back as
+# is.
 # The status checks use DBI/DBD::Pg and Redis.pm, one after the other
 # (plain Perl has no cheap way to run them at the same time), each with a
 # fresh connection that is closed again, as the XS module does.
@@ -39,6 +41,8 @@ sub wrap {
 
     my $ping   = $opt{ping_path};
     my $status = $opt{status_path};
+    my $ns = $opt{namespace} // ($ping eq $DEFAULT{ping_path}
+        && $status eq $DEFAULT{status_path} ? '/healthz' : '');
     my $logger = $opt{logger} || sub { warn "[$_[0]] $_[1]\n" };
     my $db_check    = _db_check($opt{db}, $opt{timeout});
     my $redis_check = _redis_check($opt{redis}, $opt{timeout});
@@ -69,8 +73,17 @@ sub wrap {
 
     return sub {
         my $path = $_[0]{PATH_INFO};
-        return $app->(@_)
-            unless defined $path && ($path eq $ping || $path eq $status);
+        if (!defined $path || ($path ne $ping && $path ne $status)) {
+            return $app->(@_) if $ns eq '' || !defined $path
+                || rindex($path, $ns, 0) != 0
+                || (length $path > length $ns
+                    && substr($path, length $ns, 1) ne '/');
+            my $m = $_[0]{REQUEST_METHOD} // '';
+            return [404, ['Content-Type' => 'text/plain',
+                          'Content-Length' => 9,
+                          'Cache-Control' => 'no-store'],
+                    $m eq 'HEAD' ? [] : ['not found']];
+        }
 
         my $method = $_[0]{REQUEST_METHOD} // '';
         if ($method ne 'GET' && $method ne 'HEAD') {

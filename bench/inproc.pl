@@ -10,6 +10,8 @@
 #   pp_pt      the same request through bench/PurePerlWrapper.pm
 #   ours_ping  GET /healthz/ping answered by our XSUB
 #   pp_ping    GET /healthz/ping answered by the pure-Perl wrapper
+#   ours_status GET /healthz/status answered from a fresh shared result
+#              (what a status probe costs a worker between two runs)
 # Each case runs --rounds times for about --ms milliseconds of wall-clock
 # time (Benchmark::timeit with :hireswallclock, the empty loop subtracted),
 # the cases interleaved round by round so that a busy moment of the
@@ -45,6 +47,9 @@ my %paths = (ping_path => '/healthz/ping', status_path => '/healthz/status',
              timeout => 2, cache_seconds => 0);
 our $OURS = RT::Extension::HealthEndpoint->wrap($APP, %paths);
 our $PP   = PurePerlWrapper->wrap($APP, %paths);
+# a result an hour fresh: every call reads it, none waits or asks for a run
+our $OURS_STATUS = RT::Extension::HealthEndpoint->wrap($APP, %paths,
+    cache_seconds => 3600, logger => sub { });
 
 my %common = (
     REQUEST_METHOD => 'GET', SERVER_PROTOCOL => 'HTTP/1.1',
@@ -60,6 +65,10 @@ our $ENV_PT   = { %common, PATH_INFO => '/Ticket/Display.html',
                   REQUEST_URI => '/Ticket/Display.html?id=1' };
 our $ENV_PING = { %common, PATH_INFO => '/healthz/ping', QUERY_STRING => '',
                   REQUEST_URI => '/healthz/ping' };
+our $ENV_STATUS = { %$ENV_PING, PATH_INFO => '/healthz/status',
+                    REQUEST_URI => '/healthz/status' };
+$OURS_STATUS->($ENV_STATUS)->[0] == 200         # the first run, now
+    or die "the status wrapper does not answer 200\n";
 our $R;
 
 # Same work on both sides, or the comparison means nothing: the two
@@ -83,6 +92,7 @@ my @cases = (
     [pp_pt     => '$main::R = $main::PP->($main::ENV_PT)'],
     [ours_ping => '$main::R = $main::OURS->($main::ENV_PING)'],
     [pp_ping   => '$main::R = $main::PP->($main::ENV_PING)'],
+    [ours_status => '$main::R = $main::OURS_STATUS->($main::ENV_STATUS)'],
 );
 
 # --loop CASE: only run CASE's code --n times in the same kind of loop
@@ -171,6 +181,7 @@ result('inproc.pp_overhead_ns', sprintf '%.1f', $pp_over);
 result('inproc.overhead_ratio',
        $pp_over > 0 ? sprintf('%.3f', $ours_over / $pp_over) : 'NA');
 result('inproc.ping_speedup', sprintf '%.3f', $t{pp_ping} / $t{ours_ping});
+result('inproc.status_vs_ping', sprintf '%.3f', $t{ours_status} / $t{ours_ping});
 
 # The same ratios per round (each round's cases ran back to back), to show
 # how stable they are.

@@ -7,6 +7,7 @@
 #   HEB_CACHE    cache_seconds (default 1)
 #   HEB_TIMEOUT  timeout (default 2)
 #   HEB_LOG      file the wrapper's logger appends "[level] message" to
+#   HEB_STATE    the shared state file (unset: each process its own checker)
 # The wrapped app answers 200 "app" to anything that is not a health path.
 use strict;
 use warnings;
@@ -18,6 +19,7 @@ my $app = sub { [ 200, [ 'Content-Type' => 'text/plain' ], ['app'] ] };
 my %opt = (
     cache_seconds => $ENV{HEB_CACHE} // 1,
     timeout       => $ENV{HEB_TIMEOUT} // 2,
+    state_file    => $ENV{HEB_STATE},
 );
 if (my $pg = $ENV{HEB_PG}) {
     my ($host, $port, $name, $user, $password) = split /:/, $pg, 5;

@@ -64,10 +64,26 @@ for my $path ('/healthz/ping', '/healthz/status') {
 }
 is(scalar @calls, 0, 'the wrapped app was never called for our paths');
 
-# exact path match only; the query string is not part of PATH_INFO
-for my $p ('/healthz/ping/', '/healthz/PING', '/healthz/pin', '//healthz/ping',
-           '/healthz/ping?x=1', '/healthz/status.json', '', '/',
-           "/healthz/ping\0") {
+# exact path match only; the query string is not part of PATH_INFO.
+# Near misses under /healthz are ours (404: a typo in a probe must not
+# reach RT, whose 302 counts as success and makes a session); case
+# variants and other directories stay RT's.
+my $NOT_FOUND = [ 'Content-Type' => 'text/plain', 'Content-Length' => 9,
+                  'Cache-Control' => 'no-store' ];
+for my $p ('/healthz', '/healthz/', '/healthz/ping/', '/healthz/PING',
+           '/healthz/pin', '/healthz/ping?x=1', '/healthz/status.json',
+           '/healthz/anything', "/healthz/ping\0", '/healthz//ping') {
+    @calls = ();
+    for my $m (qw(GET HEAD POST)) {
+        my $res = req($m => $p);
+        is($res->[0], 404, "'$p' $m: 404");
+        is_deeply($res->[1], $NOT_FOUND, "'$p' $m: fixed headers");
+        is_deeply($res->[2], $m eq 'HEAD' ? [] : ['not found'], "'$p' $m: body");
+    }
+    is(scalar @calls, 0, "'$p': the app was not called");
+}
+for my $p ('/HEALTHZ/PING', '//healthz/ping', '/healthzx', '/healthz.html',
+           '/x/healthz/ping', '', '/') {
     @calls = ();
     my %env = (REQUEST_METHOD => 'GET', PATH_INFO => $p);
     my $res = $app->(\%env);
@@ -130,16 +146,45 @@ for my $bad (undef, 'x', [], \'x', sub { 1 }) {
 eval { $app->() };
 like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
 
-# custom paths
+# custom paths: no namespace unless one is named
 {
+    my @l;
     my $c = RT::Extension::HealthEndpoint->wrap($inner,
-        ping_path => '/lb/alive', status_path => '/lb/ready');
+        ping_path => '/lb/alive', status_path => '/lb/ready',
+        logger => sub { push @l, [@_] });
     is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb/alive' })->[2][0],
        'pong', 'custom ping path');
     is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb/ready' })->[2][0],
        $OK_NONE, 'custom status path');
     is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/ping' })->[0],
        299, 'default path no longer ours');
+    is($c->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb/x' })->[0],
+       299, 'custom paths without a namespace: near misses are RT\'s');
+    my $n = RT::Extension::HealthEndpoint->wrap($inner,
+        ping_path => '/lb/alive', status_path => '/lb/ready', namespace => '/lb/');
+    is($n->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb/x' })->[0], 404,
+       'namespace /lb/: /lb/x is 404');
+    is($n->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lb' })->[0], 404, '/lb too');
+    is($n->({ REQUEST_METHOD => 'GET', PATH_INFO => '/lbx' })->[0], 299, '/lbx is not');
+    is($n->({ REQUEST_METHOD => 'POST', PATH_INFO => '/lb/ready' })->[0], 405,
+       '405 only on the real paths');
+    my $none = RT::Extension::HealthEndpoint->wrap($inner, namespace => '');
+    is($none->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/x' })->[0], 299,
+       "namespace '': none claimed, even with the default paths");
+    for my $bad ('/NoAuth', '/noauth/health', '/REST/2.0', '/static', '/m', '/', 'healthz') {
+        @l = ();
+        my $b = RT::Extension::HealthEndpoint->wrap($inner, namespace => $bad,
+            logger => sub { push @l, [@_] });
+        like($l[0][1] // '', qr/HealthEndpoint_Namespace: invalid value/,
+             "namespace '$bad' refused at startup");
+        is($b->({ REQUEST_METHOD => 'GET', PATH_INFO => "$bad/x" })->[0], 299,
+           "and RT keeps $bad");
+    }
+    my $allow = RT::Extension::HealthEndpoint->wrap($inner, allow_from => '10.0.0.0/8');
+    is($allow->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/x',
+                  REMOTE_ADDR => '192.0.2.1' })->[0], 403, 'outside the allowlist: 403 first');
+    is($allow->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/x',
+                  REMOTE_ADDR => '10.0.0.1' })->[0], 404, 'inside: 404');
 }
 
 # an SQLite file is the simplest real database: ok, then fail once it is gone

@@ -91,16 +91,38 @@ is($r->[2][0], '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}
     is(get($a, '/healthz/status')->[0], 200, 'db_check true: ok');
     open my $fh, '<', "$dir/left" or die "the callback did not run: $!";
     my $got = <$fh>;
-    ok($got > 1.3 && $got <= 1.5, "db_check got the time left ($got)");
+    ok($got > 0.5 && $got <= 1.5, "db_check got the time left ($got)");
+    # the answer never waits past the deadline for a DBI check, and a true
+    # that comes too late is a failure (the checker then stops the run, or
+    # the child says it answered too late: both are logged as fail)
+    ($a, undef, my $late) = build(timeout => 0.5, cache_seconds => 0,
+        db => { type => 'Oracle' }, db_check => sub { sleep 3; 1 });
+    my $t0 = Time::HiRes::time();
+    is(get($a, '/healthz/status')->[0], 503, 'db_check true after 3 s, timeout 0.5: 503');
+    cmp_ok(Time::HiRes::time() - $t0, '<', 2, 'answered without waiting for it');
+    ($a, undef, $late) = build(timeout => 0.5, cache_seconds => 0,
+        db => { type => 'Oracle' }, db_check => sub { sleep 0.6; 1 });
+    is(get($a, '/healthz/status')->[0], 503, 'db_check true a little late: 503');
+    sleep 1;
+    get($a, '/healthz/status');
+    like(join("\n", map { $_->[1] } @$late),
+         qr/database check failed .*(?:answered too late|the check was stopped)/,
+         'and logged as a failure');
     ($a, undef, my $l) = build(cache_seconds => 0, db => { type => 'Oracle' },
                                db_check => sub { die "ORA-12541: no listener\n" });
     is(get($a, '/healthz/status')->[0], 503, 'db_check dying: fail');
     like($l->[-1][1], qr/database check failed \(Oracle.*ORA-12541/, 'its error is logged');
 }
 
-# a relative SQLite name cannot be checked (RT's glue makes it absolute)
-($app, $cfg, $log) = build(db => { type => 'SQLite', name => 'rt.db' });
-like($log->[0][1], qr/not an absolute path/, 'relative SQLite name logged');
+# a relative SQLite name is resolved once, at wrap, and the log says to what
+{
+    require Cwd;
+    my $cwd = Cwd::getcwd();
+    ($app, $cfg, $log) = build(db => { type => 'SQLite', name => 'rt.db' });
+    like($log->[0][1], qr/DatabaseName 'rt\.db' for SQLite resolved to '\Q$cwd\E\/rt\.db'/,
+         'relative SQLite name resolved and logged');
+    is($log->[0][0], 'info', 'at info level');
+}
 
 # values that cannot be C strings are refused, not truncated
 ($app, $cfg, $log) = build(ping_path => "/a\0b");
@@ -172,8 +194,77 @@ like($@, qr/logger must be a code reference/, 'logger must be code');
     is(get($app, '/other', REMOTE_ADDR => '10.1.1.1')->[0], 299,
        'other paths are not filtered');
     ($app, $cfg, $log) = build(allow_from => ['10.0.0.0/33', 'x']);
-    is(scalar @$log, 2, 'bad CIDRs logged');
-    is($cfg->{allow_from}, 0, 'and ignored');
+    is(scalar(grep { /invalid value/ } map { $_->[1] } @$log), 2, 'bad CIDRs logged');
+    is($cfg->{allow_from}, 0, 'and dropped');
+    like($log->[-1][1], qr/AllowFrom: no valid entry; every client gets 403/,
+         'an allowlist without a valid entry is said to deny everyone');
+    is(get($app, '/healthz/ping', REMOTE_ADDR => '127.0.0.1')->[0], 403,
+       'and does: it fails closed');
+}
+
+# what admins write: one string, commas and/or blanks, netmasks; each bad
+# entry dropped with a message; nothing valid: nobody gets in
+{
+    my @cases = (
+        [ '10.0.0.0/8, 192.168.0.0/16' => [ '10.1.2.3' => 200, '192.168.9.9' => 200, '11.0.0.1' => 403 ] ],
+        [ '10.0.0.0/8 192.168.0.0/16 ' => [ '192.168.0.1' => 200, '203.0.113.66' => 403 ] ],
+        [ '192.168.1.0/255.255.255.0' => [ '192.168.1.77' => 200, '192.168.2.1' => 403 ] ],
+        [ '10.0.0.0/255.0.255.0' => [ '10.0.0.1' => 403 ], 'a mask with a hole' ],
+        [ ['127.0.0.1 ', '::1'] => [ '127.0.0.1' => 200, '::1' => 200, '::2' => 403 ] ],
+        [ '10.0.0.0/33' => [ '203.0.113.66' => 403, '10.0.0.1' => 403 ], 'typo' ],
+        [ 'rt.example.com' => [ '203.0.113.66' => 403 ], 'a host name' ],
+        [ { '10.0.0.0/8' => 1 } => [ '10.0.0.1' => 403 ], 'a hash' ],
+        [ '127.0.0.1%eth0' => [ '127.0.0.1' => 403 ], 'a zone on IPv4' ],
+        [ '2001:db8::1%eth0' => [ '2001:db8::1' => 403 ], 'a zone off link-local' ],
+        [ 'fe80::1%eth0' => [ 'fe80::1' => 200, 'fe80::1%eth0' => 200, 'fe80::2' => 403 ] ],
+        [ '10.0.0.0/33, 192.0.2.0/24' => [ '192.0.2.5' => 200, '10.0.0.1' => 403 ], 'mixed' ],
+        [ '' => [ '203.0.113.66' => 200 ], 'empty: no allowlist' ],
+        [ [] => [ '203.0.113.66' => 200 ], 'empty list: no allowlist' ],
+    );
+    for my $case (@cases) {
+        my ($value, $probes, $what) = @$case;
+        my $name = $what // (ref $value ? "[@$value]" : "'$value'");
+        ($app, $cfg, $log) = build(allow_from => $value);
+        while (my ($addr, $want) = splice @$probes, 0, 2) {
+            is(get($app, '/healthz/ping', REMOTE_ADDR => $addr)->[0], $want,
+               "allow_from $name: $addr gets $want");
+        }
+        my @errors = grep { $_->[0] eq 'error' } @$log;
+        my ($list) = grep { $_->[1] =~ /AllowFrom: allowing/ } @$log;
+        if ($cfg->{allow_from}) {
+            ok($list, "$name: the resulting list is logged once")
+                and note $list->[1];
+        }
+    }
+    ($app, $cfg, $log) = build(allow_from => '10.0.0.0/8,192.168.1.0/255.255.255.0');
+    like(join("\n", map { $_->[1] } @$log),
+         qr{AllowFrom: allowing 10\.0\.0\.0/8, 192\.168\.1\.0/24$}m,
+         'the list as it is used');
+}
+
+# wrap's arguments: a clear message naming what is wrong
+{
+    my $blessed = bless sub { [ 200, [], ['blessed'] ] }, 'My::App';
+    my $a = RT::Extension::HealthEndpoint->wrap($blessed);
+    is($a->({ REQUEST_METHOD => 'GET', PATH_INFO => '/x' })->[2][0], 'blessed',
+       'a blessed code reference is a PSGI app');
+    eval { RT::Extension::HealthEndpoint->wrap($inner, logger => 'x', timeout => 'bad') };
+    like($@, qr/wrap: logger must be a code reference/,
+         'a bad logger with another bad option: the logger is named');
+    eval { RT::Extension::HealthEndpoint->wrap($inner, db_check => {}) };
+    like($@, qr/wrap: db_check must be a code reference/, 'db_check named');
+    eval { RT::Extension::HealthEndpoint->wrap({}) };
+    like($@, qr/wrap: the PSGI app must be a code reference/, 'the app named');
+    ($app, $cfg, $log) = build(timeout => '0.000001');
+    like($log->[0][1], qr/HealthEndpoint_Timeout: 1e-06 s is below 10 ms/,
+         'a timeout below 10 ms is warned about');
+    is($log->[0][0], 'warning', 'as a warning');
+    ($app, $cfg, $log) = build(db => { type => 'Pg', hots => 'db' },
+                               redis => { sever => 'x:1' });
+    like(join("\n", map { $_->[1] } @$log), qr/db\.hots: unknown setting ignored/,
+         'an unknown db key is logged');
+    like(join("\n", map { $_->[1] } @$log), qr/WebSessionProperties\{sever\}: unknown setting/,
+         'an unknown redis key is logged');
 }
 
 # the cache: a result younger than CacheSeconds is answered as it is; one

@@ -40,28 +40,44 @@ is_deeply($o->{db}, { type => 'Pg', host => 'db.example', port => 5433,
 is($o->{timeout}, 1.5, 'timeout');
 is($o->{ping_path}, '/lb', 'ping path');
 ok(!exists $o->{status_path}, 'unset options are left to the defaults');
-is($o->{check_redis}, 0, 'no Redis session class: redis off');
+ok(!exists $o->{redis} && !defined $o->{check_redis},
+   'no Redis session class: no redis hash, so the check is off');
 
 $o = options(DatabaseType => 'SQLite', DatabaseName => 'rt4.db');
 is($o->{db}{name}, '/var/lib/rt-test/rt4.db', 'relative SQLite name under VarPath');
 $o = options(DatabaseType => 'SQLite', DatabaseName => '/srv/rt.db');
 is($o->{db}{name}, '/srv/rt.db', 'absolute SQLite name kept');
 
+# what the wrapper makes of it: the Redis check on or off
+sub redis_enabled {
+    my $o = options(@_);
+    my $app = RT::Extension::HealthEndpoint->wrap($inner, %$o);
+    return RT::Extension::HealthEndpoint::_effective_config($app)->{redis_enabled};
+}
 for my $class ('Apache::Session::Redis', 'Apache::Session::Browseable::Redis') {
     $o = options(WebSessionClass => $class,
         WebSessionProperties => { server => '10.0.0.5:6380', password => 'x' });
-    is($o->{check_redis}, 1, "$class: redis auto-detected");
     is_deeply($o->{redis}, { server => '10.0.0.5:6380', password => 'x' },
               "$class: WebSessionProperties used");
+    is(redis_enabled(WebSessionClass => $class), 1, "$class: redis auto-detected");
 }
-$o = options(WebSessionClass => 'Apache::Session::Redis', HealthEndpoint_CheckRedis => 0);
-is($o->{check_redis}, 0, 'CheckRedis 0 wins over auto-detection');
+is(redis_enabled(), 0, 'no Redis session class: redis off');
+is(redis_enabled(WebSessionClass => 'Apache::Session::Redis',
+                 HealthEndpoint_CheckRedis => 0), 0,
+   'CheckRedis 0 wins over auto-detection');
+is(redis_enabled(HealthEndpoint_CheckRedis => 1), 1,
+   'CheckRedis 1 without a Redis session class');
 $o = options(HealthEndpoint_CheckRedis => 1);
-is($o->{check_redis}, 1, 'CheckRedis 1 without a Redis session class');
 is_deeply($o->{redis}, {}, 'then the Redis.pm defaults apply');
-$o = options(WebSessionClass => 'Apache::Session::Redis', HealthEndpoint_CheckRedis => 'on');
-is($o->{check_redis}, 1, 'invalid CheckRedis: auto-detection');
-like($logged[0][1], qr/HealthEndpoint_CheckRedis: invalid value 'on'/, 'and logged');
+is(redis_enabled(WebSessionClass => 'Apache::Session::Redis',
+                 HealthEndpoint_CheckRedis => 'on'), 1,
+   'invalid CheckRedis: auto-detection (on)');
+like($logged[0][1], qr/HealthEndpoint_CheckRedis: invalid value 'on'.*auto-detection \(on\)/,
+     'and logged, once');
+is(scalar(grep { $_->[1] =~ /CheckRedis/ } @logged), 1, 'once');
+is(redis_enabled(HealthEndpoint_CheckRedis => 'yes'), 0,
+   'invalid CheckRedis, no Redis sessions: off');
+like($logged[0][1], qr/auto-detection \(off\)/, 'and says so');
 
 $o = options(DatabaseType => 'Oracle');
 is(ref $o->{db_check}, 'CODE', 'Oracle: checked through DBI');

@@ -111,6 +111,43 @@ subtest 'DatabaseExtraDSN' => sub {
     logged_error($r, qr/database check failed.*bogus/s, 'the keyword is named');
 };
 
+subtest 'host lists, as RT passes $DatabaseHost: stalled, primary, standby' => sub {
+    my $standby = start_standby($pg);
+    my $stall = start_stalled_peer();
+    my $two = sub { (host => '127.0.0.1,127.0.0.1', port => join ',', @_) };
+
+    my $r = status_of(timeout => 3, db => { %db, $two->($stall->port, $pg->port),
+                                            extra => { connect_timeout => 1 } });
+    expect_status($r, database => 'ok', redis => 'skipped',
+                  'a stalled host first, then the primary: ok, as RT would connect');
+    cmp_ok $r->{elapsed}, '<', 2.8, sprintf 'the stalled host got connect_timeout '
+        . '(1, which libpq takes as 2 s), not the whole deadline: %.2f s', $r->{elapsed};
+
+    my %rw = (target_session_attrs => 'read-write');
+    $r = status_of(db => { %db, port => $standby->port, extra => {%rw} });
+    expect_status($r, database => 'fail', redis => 'skipped',
+                  'a standby alone with target_session_attrs=read-write: fail');
+    logged_error($r, qr/host .*\Q${\ $standby->port }\E|read-only|read only/i,
+                 'the reason names the host or says read-only');
+    $r = status_of(db => { %db, port => $standby->port,
+                           extra => { target_session_attrs => 'any' } });
+    expect_status($r, database => 'ok', redis => 'skipped',
+                  'the same standby with target_session_attrs=any: ok');
+    $r = status_of(db => { %db, port => $standby->port });
+    expect_status($r, database => 'ok', redis => 'skipped',
+                  'and without target_session_attrs (a standby answers SELECT 1)');
+    $r = status_of(db => { %db, $two->($standby->port, $pg->port), extra => {%rw} });
+    expect_status($r, database => 'ok', redis => 'skipped',
+                  'standby first, then the primary, read-write: the primary answers');
+
+    my $closed = closed_port();
+    $r = status_of(db => { %db, $two->($closed, $standby->port), extra => {%rw} });
+    expect_status($r, database => 'fail', redis => 'skipped', 'nothing writable: fail');
+    logged_error($r, qr/host 127\.0\.0\.1:$closed: .*; host 127\.0\.0\.1:${\ $standby->port }: /,
+                 'the reason names each host that failed');
+    $standby->stop;
+};
+
 subtest 'unknown database type' => sub {
     my $r = status_of(db => {%db, type => 'NoSuchDB'});
     expect_status($r, database => 'fail', redis => 'skipped', 'fail');

@@ -6,6 +6,9 @@ use strict;
 use warnings;
 
 use lib 't/lib';
+use Config;
+use Fcntl qw(F_SETLK F_GETLK F_RDLCK F_WRLCK F_UNLCK);
+use POSIX ();
 use Test::More;
 use File::Spec;
 use HETest::Servers qw(:all);
@@ -100,6 +103,55 @@ subtest 'the file disappears and comes back' => sub {
     ok !-e $file, 'not recreated';
     rename "$file.away", $file or die $!;
     expect_status(probe($h), database => 'ok', redis => 'skipped', 'ok again');
+};
+
+subtest 'a database RT cannot run on' => sub {
+    my $empty = "$dir/empty.db";
+    open my $fh, '>', $empty or die;
+    close $fh;
+    my $r = status_of(db => { sqlite_db($empty) });
+    expect_status($r, database => 'fail', redis => 'skipped',
+                  'a zero-length file (a valid, empty database): fail');
+    logged_error($r, qr/has no tables/, 'the reason');
+    ok -z $empty, 'still empty: opened read-only';
+
+    $r = status_of(db => { sqlite_db($file), require_table => 'Tickets' });
+    expect_status($r, database => 'fail', redis => 'skipped',
+                  "inside RT a database without RT's Tickets table: fail");
+    logged_error($r, qr/no table Tickets: not RT's database/, 'the reason');
+    my $rt = make_sqlite("$dir/rt-like.db");
+    system('sqlite3', $rt, 'CREATE TABLE Tickets (id INTEGER PRIMARY KEY);') == 0
+        or die 'sqlite3';
+    $r = status_of(db => { sqlite_db($rt), require_table => 'Tickets' });
+    expect_status($r, database => 'ok', redis => 'skipped', 'with it: ok');
+};
+
+subtest "RT's own locks on the file survive a check" => sub {
+    # POSIX locks belong to a process, and close() drops every lock the
+    # process holds on the file: the check must not open RT's file here.
+    # struct flock as Linux lays it out on 64-bit machines.
+    plan skip_all => 'struct flock layout known only for 64-bit Linux'
+        unless $^O eq 'linux' && $Config{ivsize} == 8;
+    my $flock = sub { pack 's s x4 q q l x4', $_[0], 0, 0, 0, 0 };
+    open my $fh, '<', $file or die $!;
+    fcntl($fh, F_SETLK, $flock->(F_RDLCK)) or die "F_SETLK: $!";
+    my $r = status_of(db => { sqlite_db($file) });
+    expect_status($r, database => 'ok', redis => 'skipped', 'checked: ok');
+    pipe my $rd, my $wr or die;
+    my $pid = fork // die;
+    if (!$pid) {                        # another process asks for a write lock
+        open my $c, '+<', $file or POSIX::_exit(2);
+        my $want = $flock->(F_WRLCK);
+        fcntl($c, F_GETLK, $want) or POSIX::_exit(3);
+        my ($type, undef, undef, undef, $holder) = unpack 's s x4 q q l x4', $want;
+        syswrite $wr, ($type == F_UNLCK ? 'none' : $holder);
+        POSIX::_exit(0);
+    }
+    close $wr;
+    my $holder = <$rd>;
+    waitpid $pid, 0;
+    is $holder, $$, 'our read lock, taken through another descriptor, is still held';
+    close $fh;
 };
 
 done_testing;

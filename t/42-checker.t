@@ -92,7 +92,8 @@ subtest 'several processes share one checker and one result' => sub {
     is scalar @c, 1, 'exactly one checker for the state file';
     my ($code) = status($app);
     my $info = RT::Extension::HealthEndpoint::_shared_info($app);
-    ok $info->{db_runs} <= 12, "$info->{db_runs} runs for 81 requests over ~2 s "
+    ok $info->{db_runs} >= 2 && $info->{db_runs} <= 12,
+        "$info->{db_runs} runs (2 to 12) for 81 requests over ~2 s "
         . '(CacheSeconds 0.5)';
     ok -f $state && !-l $state, 'the state file exists';
     is sprintf('%o', (stat $state)[2] & 07777), '600', 'mode 0600';

@@ -23,13 +23,14 @@
 
 /* Indexes of the constant strings of our answers, in st->c[]. */
 enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
-       C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED, C_N };
+       C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED, C_NOT_FOUND, C_N };
 
 /* The constant body of each fixed answer (he_body -> c[] index). */
 static const int body_const[] = {
     C_PONG,                             /* HE_BODY_PONG */
     C_FORBIDDEN,                        /* HE_BODY_FORBIDDEN */
-    C_NOT_ALLOWED                       /* HE_BODY_NOT_ALLOWED */
+    C_NOT_ALLOWED,                      /* HE_BODY_NOT_ALLOWED */
+    C_NOT_FOUND                         /* HE_BODY_NOT_FOUND */
 };
 /* he_body and body_const must agree: HE_BODY_STATUS comes right after
  * the fixed bodies. */
@@ -87,10 +88,11 @@ he_log(pTHX_ he_state *st, const char *level, const char *msg)
 }
 
 static void
-he_warn_cb(void *ctx, const char *msg)
+he_warn_cb(void *ctx, he_level level, const char *msg)
 {
     dTHX;
-    he_log(aTHX_ (he_state *)ctx, "error", msg);
+    he_log(aTHX_ (he_state *)ctx, level == HE_LOG_ERROR ? "error"
+                  : level == HE_LOG_WARNING ? "warning" : "info", msg);
 }
 
 static void
@@ -273,6 +275,7 @@ he_consts_init(pTHX_ he_state *st)
     st->c[C_PONG] = HE_CONST("pong");
     st->c[C_FORBIDDEN] = HE_CONST("forbidden");
     st->c[C_NOT_ALLOWED] = HE_CONST("method not allowed");
+    st->c[C_NOT_FOUND] = HE_CONST("not found");
 }
 
 /* An array of exactly n elements taken from svs (their references). */
@@ -326,7 +329,7 @@ he_answer(pTHX_ he_state *st, HV *env, he_route route)
     he_response resp;
     int forbidden = 0;
 
-    if (st->cfg.n_allow > 0) {
+    if (st->cfg.allow_set) {
         const char *addr = env_str(aTHX_ env, "REMOTE_ADDR", 11, 0, &alen);
 
         forbidden = !he_config_addr_allowed(&st->cfg, addr, alen);
@@ -423,7 +426,7 @@ he_apply_pairs(pTHX_ he_state *st, AV *pairs)
             he_log(aTHX_ st, "error", msg);
             continue;
         }
-        he_config_set(&st->cfg, key, val, he_warn_cb, st);
+        (void)he_config_set(&st->cfg, key, val, he_warn_cb, st);
     }
     he_config_finish(&st->cfg, he_warn_cb, st);
 }
@@ -535,6 +538,9 @@ _effective_config(handler)
     (void)hv_stores(h, "redis_database", newSViv(st->cfg.redis.database));
     (void)hv_stores(h, "redis_sentinels", newSVuv(st->cfg.redis.n_sentinels));
     (void)hv_stores(h, "allow_from", newSVuv(st->cfg.n_allow));
+    (void)hv_stores(h, "allow_set", newSViv(st->cfg.allow_set));
+    (void)hv_stores(h, "namespace", st->cfg.namespace
+                    ? newSVpv(st->cfg.namespace, 0) : newSV(0));
     (void)hv_stores(h, "state_file", st->inst.state_path
                     ? newSVpv(st->inst.state_path, 0) : newSV(0));
     RETVAL = newRV_noinc((SV *)h);

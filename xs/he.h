@@ -46,6 +46,8 @@ void he_time_wait_error(int w, const char *what, double start,
 
 /* ---- configuration (he_config.c) ------------------------------------- */
 
+#include "he_parse.h"
+
 typedef enum {
     HE_DB_NONE = 0,                     /* no/unknown type: check fails */
     HE_DB_PG,
@@ -67,14 +69,10 @@ typedef struct {
     char *name;                         /* db name; SQLite: absolute path */
     char *user;                         /* NULL: library default */
     char *password;                     /* NULL: none */
+    char *require_table;                /* SQLite: must exist (RT: Tickets) */
     he_kv *extra;                       /* %DatabaseExtraDSN, in order */
     size_t n_extra;
 } he_db_config;
-
-typedef struct {
-    char *host;                         /* never NULL once parsed */
-    int port;
-} he_hostport;
 
 typedef struct {
     int enabled;                        /* 0: reported as skipped */
@@ -90,59 +88,59 @@ typedef struct {
 } he_redis_config;
 
 typedef struct {
-    unsigned char addr[16];             /* IPv4 stored as ::ffff:a.b.c.d */
-    int bits;                           /* prefix length over the 128 bits */
-} he_cidr;
-
-typedef struct {
     char *ping_path;
     size_t ping_len;
     char *status_path;
     size_t status_len;
+    char *namespace;                    /* claimed directory, or NULL */
+    size_t namespace_len;
+    int namespace_set;                  /* configured (else: the default) */
     double timeout;                     /* seconds, > 0 */
     double cache_seconds;               /* >= 0; 0: no caching */
     he_db_config db;
     he_redis_config redis;
-    he_cidr *allow;                     /* NULL/0: everyone allowed */
+    int allow_set;                      /* an allowlist was configured */
+    he_cidr *allow;                     /* allow_set and 0 entries: nobody */
     size_t n_allow;
 } he_config;
 
-/* Called with one complete message per problem found. */
-typedef void (*he_warn_fn)(void *ctx, const char *msg);
+typedef enum {
+    HE_LOG_ERROR = 0,
+    HE_LOG_WARNING,
+    HE_LOG_INFO
+} he_level;
+
+/* Called with one complete message per finding. */
+typedef void (*he_warn_fn)(void *ctx, he_level level, const char *msg);
 
 void he_config_init(he_config *c);      /* defaults; never fails */
 void he_config_free(he_config *c);
 
+/* A whole copy (a Perl thread's clone).  When memory runs out the copy
+ * fails closed: an allowlist becomes "nobody", a string NULL. */
 void he_config_copy(he_config *to, const he_config *from);
-
-/* Deep copies of one part, and their release (for the check threads). */
-void he_config_copy_db(he_db_config *to, const he_db_config *from);
-void he_config_free_db(he_db_config *d);
-void he_config_copy_redis(he_redis_config *to, const he_redis_config *from);
-void he_config_free_redis(he_redis_config *r);
 
 /* Apply one option.  An invalid value is reported through warn (naming the
  * option and the value) and the default is kept.  Keys:
- *   ping_path status_path timeout cache_seconds
- *   db.type db.host db.port db.name db.user db.password db.extra.<key>
+ *   ping_path status_path namespace timeout cache_seconds
+ *   db.type db.host db.port db.name db.user db.password db.require_table
+ *   db.extra.<key>
+ *   redis.auto (0/1: what an unset or invalid redis.enabled means)
  *   redis.enabled redis.server redis.sock redis.username redis.password
  *   redis.database redis.sentinel (repeatable) redis.service
- *   allow_from (repeatable)
+ *   allow_from (repeatable; each value a list separated by commas and
+ *     blanks; NULL: configured, but not a usable value)
  * Returns 0 when applied, -1 when rejected (and warned). */
 int he_config_set(he_config *c, const char *key, const char *value,
                   he_warn_fn warn, void *ctx);
 
-/* Cross-option checks after all he_config_set calls (equal paths, a
- * database type whose backend is not built, ...).  Warns; never fails. */
+/* Cross-option checks after all he_config_set calls (equal paths, the
+ * namespace, an allowlist without a valid entry, a database type whose
+ * backend is not built, ...).  Warns; never fails. */
 void he_config_finish(he_config *c, he_warn_fn warn, void *ctx);
 
-/* Parsers, exposed for tests and fuzzing.  0 ok, -1 invalid. */
-int he_config_parse_seconds(const char *s, double *out);
-int he_config_parse_hostport(const char *s, int default_port, he_hostport *out);
-int he_config_parse_cidr(const char *s, he_cidr *out);
-int he_config_parse_path(const char *s);
-
-/* 1 if the address (text form, v4 or v6) is inside one of the CIDRs. */
+/* 1 if the client address (text, v4 or v6) may call the endpoints: no
+ * allowlist configured, or inside one of its entries. */
 int he_config_addr_allowed(const he_config *c, const char *addr, size_t len);
 
 /* ---- one check's run (he_time.c) ----------------------------------- */
@@ -216,7 +214,8 @@ unsigned long long he_config_hash(const he_config *c, const char *version);
 typedef enum {
     HE_ROUTE_PASS = 0,                  /* not ours: call the wrapped app */
     HE_ROUTE_PING,
-    HE_ROUTE_STATUS
+    HE_ROUTE_STATUS,
+    HE_ROUTE_NOT_FOUND                  /* elsewhere in our namespace */
 } he_route;
 
 typedef enum {
@@ -225,7 +224,8 @@ typedef enum {
     HE_METHOD_OTHER
 } he_method;
 
-/* Exact byte comparison of PATH_INFO against the two configured paths. */
+/* Exact byte comparison of PATH_INFO against the two configured paths,
+ * then: is it the namespace or under it ("/healthz", "/healthz/x")? */
 he_route he_route_match(const he_config *c, const char *path, size_t len);
 he_method he_route_method(const char *m, size_t len);
 
@@ -233,11 +233,12 @@ typedef enum {                          /* which body: the fixed ones are */
     HE_BODY_PONG = 0,                   /* constants the glue can share */
     HE_BODY_FORBIDDEN,
     HE_BODY_NOT_ALLOWED,
+    HE_BODY_NOT_FOUND,
     HE_BODY_STATUS                      /* the status JSON in buf */
 } he_body;
 
 typedef struct {
-    int status;                         /* 200, 403, 405, 503 */
+    int status;                         /* 200, 403, 404, 405, 503 */
     he_body body_id;                    /* also says the content type */
     const char *content_type;
     const char *body;                   /* points into buf or a constant */

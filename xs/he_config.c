@@ -1,28 +1,30 @@
 /*
- * he_config.c - the extension's options: defaults, parsing, validation.
+ * he_config.c - the extension's options: defaults, applying them, the
+ * checks across options, copies, and the configuration's identity.
  *
  * Options arrive as (key, string) pairs from the Perl side, once, when the
- * wrapper is built.  A bad value never stops RT: it is reported through the
- * warn callback, naming the RT option and the value, and the default stays.
+ * wrapper is built; the values are parsed by he_parse.c.  A bad value
+ * never stops RT: it is reported through the warn callback, naming the RT
+ * option and the value, and the default stays - except where a default
+ * would be unsafe: an allowlist without a valid entry denies everyone,
+ * and a bad Redis server is checked as failing, never as 127.0.0.1.
  */
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "he.h"
 
 #define DEFAULT_PING "/healthz/ping"
 #define DEFAULT_STATUS "/healthz/status"
+#define DEFAULT_NAMESPACE "/healthz"
 #define DEFAULT_TIMEOUT 2.0
 #define DEFAULT_CACHE 1.0
+#define MIN_USEFUL_TIMEOUT 0.01         /* below: no network check can pass */
 #define MAX_TIMEOUT 300.0
 #define MAX_CACHE 3600.0
-#define MAX_PATH_LEN 2048
-#define MAX_HOST_LEN 255
+#define MAX_ENTRY_LEN 128               /* one allowlist entry */
 #define REDIS_PORT 6379
 #define SENTINEL_PORT 26379
 
@@ -33,6 +35,7 @@ static const struct {
 } option_names[] = {
     { "ping_path", "HealthEndpoint_PingPath" },
     { "status_path", "HealthEndpoint_StatusPath" },
+    { "namespace", "HealthEndpoint_Namespace" },
     { "timeout", "HealthEndpoint_Timeout" },
     { "cache_seconds", "HealthEndpoint_CacheSeconds" },
     { "allow_from", "HealthEndpoint_AllowFrom" },
@@ -45,6 +48,23 @@ static const struct {
     { "db.password", "DatabasePassword" },
     { NULL, NULL }
 };
+
+/* RT's own top-level directories: a namespace there would hide RT's pages
+ * (compared without regard to case, as a URL typed by a human may be). */
+static const char *const rt_dirs[] = {
+    "Admin", "Approvals", "Articles", "Asset", "Assets", "Crypt",
+    "Dashboards", "Download", "Elements", "Errors", "Group", "Helpers",
+    "Install", "NoAuth", "Prefs", "REST", "Reports", "Search", "SelfService",
+    "Ticket", "Tools", "Transaction", "User", "Views", "Widgets", "l",
+    "l_unsafe", "m", "static", "index.html", NULL
+};
+
+static void
+say(he_warn_fn warn, void *ctx, he_level level, const char *msg)
+{
+    if (warn != NULL)
+        warn(ctx, level, msg);
+}
 
 /* The RT name of an option, e.g. "WebSessionProperties{server}". */
 static const char *
@@ -66,41 +86,31 @@ option_name(const char *key, char *buf, size_t len)
     return buf;
 }
 
-/*
- * Report a rejected value.  The value is quoted with anything unprintable
- * replaced, and cut short, so a hostile config cannot garble the log.
- */
+/* value as it may be shown: unprintable bytes replaced, cut short, so a
+ * hostile config cannot garble the log. */
 static void
-reject(he_warn_fn warn, void *ctx, const char *key, const char *value,
-       const char *why, const char *keeping)
+shown(const char *value, size_t len, char *out, size_t outlen)
 {
-    char shown[81], name[96], msg[HE_ERRLEN];
     size_t i;
 
-    if (warn == NULL)
-        return;
-    for (i = 0; value && value[i] && i < sizeof shown - 1; i++)
-        shown[i] = (value[i] >= 0x20 && value[i] < 0x7f) ? value[i] : '?';
-    shown[i] = '\0';
-    snprintf(msg, sizeof msg, "%s: invalid value '%s%s' (%s); %s",
-             option_name(key, name, sizeof name), shown, (value && value[i]) ? "..." : "",
-             why, keeping);
-    warn(ctx, msg);
+    for (i = 0; value && i < len && value[i] && i + 4 < outlen; i++)
+        out[i] = (value[i] >= 0x20 && value[i] < 0x7f) ? value[i] : '?';
+    out[i] = '\0';
+    if (value && i < len && value[i])
+        snprintf(out + i, outlen - i, "...");
 }
 
-static char *
-dup_or_null(const char *s)
+/* Report a rejected value, and what happens instead. */
+static void
+reject(he_warn_fn warn, void *ctx, const char *key, const char *value,
+       const char *why, const char *instead)
 {
-    char *d;
-    size_t n;
+    char v[96], name[96], msg[HE_ERRLEN];
 
-    if (s == NULL || *s == '\0')
-        return NULL;
-    n = strlen(s) + 1;
-    d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
+    shown(value, value ? strlen(value) : 0, v, sizeof v);
+    snprintf(msg, sizeof msg, "%s: invalid value '%s' (%s); %s",
+             option_name(key, name, sizeof name), v, why, instead);
+    say(warn, ctx, HE_LOG_ERROR, msg);
 }
 
 /* Replace *slot with a copy of s (NULL or "" clears it). */
@@ -108,7 +118,7 @@ static void
 set_string(char **slot, const char *s)
 {
     free(*slot);
-    *slot = dup_or_null(s);
+    *slot = (s && *s) ? he_strdup(s) : NULL;
 }
 
 /* Grow an array by one element; returns the new element or NULL. */
@@ -124,244 +134,26 @@ append(void **array, size_t *n, size_t size)
     return grown + (*n)++ * size;
 }
 
-/* ---- parsers --------------------------------------------------------- */
-
-/* A positive-or-zero finite decimal number of seconds, nothing after it. */
-int
-he_config_parse_seconds(const char *s, double *out)
-{
-    char *end;
-    double v;
-
-    /* strtod would skip any leading white space; the value must not have it */
-    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
-        return -1;
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < 0)
-        return -1;
-    /* strtod accepts hex floats and "inf"; only plain decimals are wanted */
-    if (strpbrk(s, "xXnN") != NULL)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* An absolute URL path: '/', then printable ASCII without '?' or '#'. */
-int
-he_config_parse_path(const char *s)
-{
-    size_t i;
-
-    if (s == NULL || s[0] != '/')
-        return -1;
-    for (i = 0; s[i]; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#')
-            return -1;
-        if (i >= MAX_PATH_LEN)
-            return -1;
-    }
-    return 0;
-}
-
-static int
-parse_port(const char *s, size_t len, int *out)
-{
-    int port = 0;
-    size_t i;
-
-    if (len == 0 || len > 5)
-        return -1;
-    for (i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        port = port * 10 + (s[i] - '0');
-    }
-    if (port < 1 || port > 65535)
-        return -1;
-    *out = port;
-    return 0;
-}
-
-static int
-valid_host(const char *h, size_t len)
-{
-    size_t i;
-
-    if (len == 0 || len > MAX_HOST_LEN)
-        return 0;
-    for (i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)h[i];
-
-        if (ch <= 0x20 || ch >= 0x7f || ch == '/' || ch == '[' || ch == ']')
-            return 0;
-    }
-    return 1;
-}
-
-/*
- * "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address (more
- * than one ':' and no brackets: all of it is the host).  On success
- * out->host is malloc'd (the caller frees it).
- */
-int
-he_config_parse_hostport(const char *s, int default_port, he_hostport *out)
-{
-    const char *host, *colon;
-    size_t hlen;
-    int port = default_port;
-
-    if (s == NULL || *s == '\0')
-        return -1;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-
-        if (close == NULL)
-            return -1;
-        host = s + 1;
-        hlen = (size_t)(close - host);
-        if (close[1] == ':') {
-            if (parse_port(close + 2, strlen(close + 2), &port) != 0)
-                return -1;
-        } else if (close[1] != '\0') {
-            return -1;
-        }
-    } else {
-        host = s;
-        colon = strchr(s, ':');
-        if (colon != NULL && strchr(colon + 1, ':') == NULL) {
-            hlen = (size_t)(colon - s);
-            if (parse_port(colon + 1, strlen(colon + 1), &port) != 0)
-                return -1;
-        } else {
-            hlen = strlen(s);
-        }
-    }
-    if (!valid_host(host, hlen))
-        return -1;
-    out->host = malloc(hlen + 1);
-    if (out->host == NULL)
-        return -1;
-    memcpy(out->host, host, hlen);
-    out->host[hlen] = '\0';
-    out->port = port;
-    return 0;
-}
-
-/* Text address (v4 or v6, optional %zone) to 16 bytes, v4 as ::ffff:v4. */
-static int
-parse_addr(const char *s, size_t len, unsigned char addr[16], int *is_v4)
-{
-    char buf[64];
-    char *zone;
-    unsigned char v4[4];
-
-    if (len == 0 || len >= sizeof buf || memchr(s, '\0', len) != NULL)
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    zone = strchr(buf, '%');
-    if (zone)
-        *zone = '\0';
-    if (inet_pton(AF_INET, buf, v4) == 1) {
-        memset(addr, 0, 10);
-        addr[10] = addr[11] = 0xff;
-        memcpy(addr + 12, v4, 4);
-        *is_v4 = 1;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, buf, addr) == 1) {
-        *is_v4 = 0;
-        return 0;
-    }
-    return -1;
-}
-
-/* "a.b.c.d[/n]" or "v6[/n]"; a bare address is a single host. */
-int
-he_config_parse_cidr(const char *s, he_cidr *out)
-{
-    const char *slash;
-    size_t alen;
-    int is_v4, bits = -1;
-
-    if (s == NULL)
-        return -1;
-    slash = strchr(s, '/');
-    alen = slash ? (size_t)(slash - s) : strlen(s);
-    if (parse_addr(s, alen, out->addr, &is_v4) != 0)
-        return -1;
-    if (slash) {
-        const char *p = slash + 1;
-
-        if (*p == '\0' || strlen(p) > 3)
-            return -1;
-        bits = 0;
-        for (; *p; p++) {
-            if (*p < '0' || *p > '9')
-                return -1;
-            bits = bits * 10 + (*p - '0');
-        }
-        if (bits > (is_v4 ? 32 : 128))
-            return -1;
-    } else {
-        bits = is_v4 ? 32 : 128;
-    }
-    out->bits = is_v4 ? bits + 96 : bits;
-    return 0;
-}
-
-static int
-cidr_contains(const he_cidr *c, const unsigned char addr[16])
-{
-    int full = c->bits / 8, rest = c->bits % 8;
-
-    if (memcmp(c->addr, addr, (size_t)full) != 0)
-        return 0;
-    if (rest == 0)
-        return 1;
-    return ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest)) & 0xff) == 0;
-}
-
-int
-he_config_addr_allowed(const he_config *c, const char *addr, size_t len)
-{
-    unsigned char a[16];
-    int is_v4;
-    size_t i;
-
-    if (c->n_allow == 0)
-        return 1;
-    if (addr == NULL || parse_addr(addr, len, a, &is_v4) != 0)
-        return 0;
-    for (i = 0; i < c->n_allow; i++)
-        if (cidr_contains(&c->allow[i], a))
-            return 1;
-    return 0;
-}
-
 /* ---- lifecycle --------------------------------------------------------- */
 
 void
 he_config_init(he_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->ping_path = dup_or_null(DEFAULT_PING);
+    c->ping_path = he_strdup(DEFAULT_PING);
     c->ping_len = c->ping_path ? strlen(c->ping_path) : 0;
-    c->status_path = dup_or_null(DEFAULT_STATUS);
+    c->status_path = he_strdup(DEFAULT_STATUS);
     c->status_len = c->status_path ? strlen(c->status_path) : 0;
     c->timeout = DEFAULT_TIMEOUT;
     c->cache_seconds = DEFAULT_CACHE;
     c->db.kind = HE_DB_NONE;
-    c->redis.server.host = dup_or_null("127.0.0.1");
+    c->redis.server.host = he_strdup("127.0.0.1");
     c->redis.server.port = REDIS_PORT;
     c->redis.database = -1;
 }
 
-void
-he_config_free_db(he_db_config *d)
+static void
+free_db(he_db_config *d)
 {
     size_t i;
 
@@ -371,6 +163,7 @@ he_config_free_db(he_db_config *d)
     free(d->name);
     free(d->user);
     free(d->password);
+    free(d->require_table);
     for (i = 0; i < d->n_extra; i++) {
         free(d->extra[i].key);
         free(d->extra[i].value);
@@ -379,8 +172,8 @@ he_config_free_db(he_db_config *d)
     memset(d, 0, sizeof *d);
 }
 
-void
-he_config_free_redis(he_redis_config *r)
+static void
+free_redis(he_redis_config *r)
 {
     size_t i;
 
@@ -400,84 +193,49 @@ he_config_free(he_config *c)
 {
     free(c->ping_path);
     free(c->status_path);
-    he_config_free_db(&c->db);
-    he_config_free_redis(&c->redis);
+    free(c->namespace);
+    free_db(&c->db);
+    free_redis(&c->redis);
     free(c->allow);
     memset(c, 0, sizeof *c);
 }
 
-/* Like dup_or_null, but "" stays "" (an empty libpq value is a value). */
-static char *
-copy_str(const char *s)
-{
-    char *d;
-    size_t n;
-
-    if (s == NULL)
-        return NULL;
-    n = strlen(s) + 1;
-    if ((d = malloc(n)) != NULL)
-        memcpy(d, s, n);
-    return d;
-}
-
-/* A whole copy, for a Perl thread's clone of a wrapper. */
-void
-he_config_copy(he_config *to, const he_config *from)
-{
-    *to = *from;
-    to->ping_path = copy_str(from->ping_path);
-    to->status_path = copy_str(from->status_path);
-    he_config_copy_db(&to->db, &from->db);
-    he_config_copy_redis(&to->redis, &from->redis);
-    to->allow = NULL;
-    to->n_allow = 0;
-    if (from->n_allow
-        && (to->allow = malloc(from->n_allow * sizeof *to->allow)) != NULL) {
-        memcpy(to->allow, from->allow, from->n_allow * sizeof *to->allow);
-        to->n_allow = from->n_allow;
-    }
-    if (to->ping_path == NULL || to->status_path == NULL) {
-        to->ping_len = to->status_len = 0;  /* matches nothing */
-    }
-}
-
-/* Deep copies, for a check thread that may outlive the caller's config.
- * On allocation failure a string is left NULL: the check then fails. */
-void
-he_config_copy_db(he_db_config *to, const he_db_config *from)
+static void
+copy_db(he_db_config *to, const he_db_config *from)
 {
     size_t i;
 
-    memset(to, 0, sizeof *to);
-    to->kind = from->kind;
-    to->type = copy_str(from->type);
-    to->host = copy_str(from->host);
-    to->port = copy_str(from->port);
-    to->name = copy_str(from->name);
-    to->user = copy_str(from->user);
-    to->password = copy_str(from->password);
+    *to = *from;
+    to->type = he_strdup(from->type);
+    to->host = he_strdup(from->host);
+    to->port = he_strdup(from->port);
+    to->name = he_strdup(from->name);
+    to->user = he_strdup(from->user);
+    to->password = he_strdup(from->password);
+    to->require_table = he_strdup(from->require_table);
+    to->extra = NULL;
+    to->n_extra = 0;
     if (from->n_extra
         && (to->extra = calloc(from->n_extra, sizeof *to->extra)) != NULL) {
         to->n_extra = from->n_extra;
         for (i = 0; i < from->n_extra; i++) {
-            to->extra[i].key = copy_str(from->extra[i].key);
-            to->extra[i].value = copy_str(from->extra[i].value);
+            to->extra[i].key = he_strdup(from->extra[i].key);
+            to->extra[i].value = he_strdup(from->extra[i].value);
         }
     }
 }
 
-void
-he_config_copy_redis(he_redis_config *to, const he_redis_config *from)
+static void
+copy_redis(he_redis_config *to, const he_redis_config *from)
 {
     size_t i;
 
     *to = *from;
-    to->server.host = copy_str(from->server.host);
-    to->sock = copy_str(from->sock);
-    to->username = copy_str(from->username);
-    to->password = copy_str(from->password);
-    to->service = copy_str(from->service);
+    to->server.host = he_strdup(from->server.host);
+    to->sock = he_strdup(from->sock);
+    to->username = he_strdup(from->username);
+    to->password = he_strdup(from->password);
+    to->service = he_strdup(from->service);
     to->sentinels = NULL;
     to->n_sentinels = 0;
     if (from->n_sentinels
@@ -485,10 +243,32 @@ he_config_copy_redis(he_redis_config *to, const he_redis_config *from)
                                    sizeof *to->sentinels)) != NULL) {
         to->n_sentinels = from->n_sentinels;
         for (i = 0; i < from->n_sentinels; i++) {
-            to->sentinels[i].host = copy_str(from->sentinels[i].host);
+            to->sentinels[i].host = he_strdup(from->sentinels[i].host);
             to->sentinels[i].port = from->sentinels[i].port;
         }
     }
+}
+
+void
+he_config_copy(he_config *to, const he_config *from)
+{
+    *to = *from;
+    to->ping_path = he_strdup(from->ping_path);
+    to->status_path = he_strdup(from->status_path);
+    to->namespace = he_strdup(from->namespace);
+    copy_db(&to->db, &from->db);
+    copy_redis(&to->redis, &from->redis);
+    to->allow = NULL;
+    to->n_allow = 0;                    /* allow_set stays: fails closed */
+    if (from->n_allow
+        && (to->allow = malloc(from->n_allow * sizeof *to->allow)) != NULL) {
+        memcpy(to->allow, from->allow, from->n_allow * sizeof *to->allow);
+        to->n_allow = from->n_allow;
+    }
+    if (to->ping_path == NULL || to->status_path == NULL)
+        to->ping_len = to->status_len = 0;      /* matches nothing */
+    if (to->namespace == NULL)
+        to->namespace_len = 0;
 }
 
 /* ---- setting one option ---------------------------------------------- */
@@ -497,13 +277,12 @@ static int
 set_path(char **path, size_t *len, const char *key, const char *value,
          he_warn_fn warn, void *ctx)
 {
-    char keeping[MAX_PATH_LEN + 16];
+    char instead[256];
 
-    if (he_config_parse_path(value) != 0) {
-        snprintf(keeping, sizeof keeping, "using %s", *path);
+    if (he_parse_path(value) != 0) {
+        snprintf(instead, sizeof instead, "using %.200s", *path);
         reject(warn, ctx, key, value,
-               "must start with '/' and hold no spaces, '?' or '#'",
-               keeping);
+               "must start with '/' and hold no spaces, '?' or '#'", instead);
         return -1;
     }
     set_string(path, value);
@@ -516,17 +295,62 @@ set_seconds(double *slot, double min_exclusive, double max, const char *key,
             const char *value, he_warn_fn warn, void *ctx)
 {
     double v;
-    char why[64], keeping[48];
+    char why[64], instead[48], name[96], msg[HE_ERRLEN];
 
-    if (he_config_parse_seconds(value, &v) != 0 || v <= min_exclusive
-        || v > max) {
+    if (he_parse_seconds(value, &v) != 0 || v <= min_exclusive || v > max) {
         snprintf(why, sizeof why, "must be a number of seconds%s, at most %g",
                  min_exclusive < 0 ? "" : " above 0", max);
-        snprintf(keeping, sizeof keeping, "using %g", *slot);
-        reject(warn, ctx, key, value, why, keeping);
+        snprintf(instead, sizeof instead, "using %g", *slot);
+        reject(warn, ctx, key, value, why, instead);
         return -1;
     }
+    if (strcmp(key, "timeout") == 0 && v < MIN_USEFUL_TIMEOUT) {
+        snprintf(msg, sizeof msg, "%s: %g s is below 10 ms; no check over a "
+                 "network can finish in that time, so every status check "
+                 "will report fail", option_name(key, name, sizeof name), v);
+        say(warn, ctx, HE_LOG_WARNING, msg);
+    }
     *slot = v;
+    return 0;
+}
+
+/* The directory the module claims: a path of its own, not RT's. */
+static int
+set_namespace(he_config *c, const char *value, he_warn_fn warn, void *ctx)
+{
+    const char *first;
+    size_t flen, i;
+
+    c->namespace_set = 1;
+    if (value == NULL || *value == '\0') {      /* explicitly none */
+        set_string(&c->namespace, NULL);
+        c->namespace_len = 0;
+        return 0;
+    }
+    if (he_parse_path(value) != 0 || strcmp(value, "/") == 0) {
+        reject(warn, ctx, "namespace", value, "must be a directory such as "
+               "/healthz: '/' and a name without spaces, '?' or '#'",
+               "no namespace is claimed");
+        set_string(&c->namespace, NULL);
+        c->namespace_len = 0;
+        return -1;
+    }
+    first = value + 1;
+    flen = strcspn(first, "/");
+    for (i = 0; rt_dirs[i]; i++) {
+        if (strlen(rt_dirs[i]) == flen
+            && strncasecmp(first, rt_dirs[i], flen) == 0) {
+            reject(warn, ctx, "namespace", value, "that is one of RT's own "
+                   "directories", "no namespace is claimed");
+            set_string(&c->namespace, NULL);
+            c->namespace_len = 0;
+            return -1;
+        }
+    }
+    set_string(&c->namespace, value);
+    c->namespace_len = strlen(value);
+    while (c->namespace_len > 1 && c->namespace[c->namespace_len - 1] == '/')
+        c->namespace[--c->namespace_len] = '\0';    /* "/x/" is "/x" */
     return 0;
 }
 
@@ -546,6 +370,7 @@ db_kind_of(const char *type)
     return HE_DB_NONE;
 }
 
+/* One db.* key (without the prefix).  0, -1 rejected, 1 unknown key. */
 static int
 set_db(he_db_config *db, const char *key, const char *value,
        he_warn_fn warn, void *ctx)
@@ -571,36 +396,17 @@ set_db(he_db_config *db, const char *key, const char *value,
         set_string(&db->user, value);
     else if (strcmp(key, "password") == 0)
         set_string(&db->password, value);
+    else if (strcmp(key, "require_table") == 0)
+        set_string(&db->require_table, value);
     else if (strncmp(key, "extra.", 6) == 0 && key[6] != '\0') {
         he_kv *kv = append((void **)&db->extra, &db->n_extra, sizeof *kv);
 
         if (kv == NULL)
             return -1;
-        kv->key = dup_or_null(key + 6);
-        kv->value = dup_or_null(value ? value : "");
-        if (kv->value == NULL)          /* "" is a value for libpq */
-            kv->value = calloc(1, 1);
+        kv->key = he_strdup(key + 6);
+        kv->value = he_strdup(value ? value : "");  /* "" is a libpq value */
     } else
-        return 1;                       /* unknown key */
-    return 0;
-}
-
-static int
-set_int(int *slot, const char *key, const char *value, he_warn_fn warn,
-        void *ctx)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = value ? strtol(value, &end, 10) : -1;
-    if (value == NULL || *value == '\0' || errno || *end != '\0' || v < 0
-        || v > 1000000) {
-        reject(warn, ctx, key, value, "must be a whole number >= 0",
-               "not selecting a database");
-        return -1;
-    }
-    *slot = (int)v;
+        return 1;
     return 0;
 }
 
@@ -610,7 +416,7 @@ set_hostport(he_hostport *slot, int default_port, const char *key,
 {
     he_hostport hp;
 
-    if (he_config_parse_hostport(value, default_port, &hp) != 0) {
+    if (he_parse_hostport(value, default_port, &hp) != 0) {
         reject(warn, ctx, key, value,
                "expected host:port, [IPv6]:port or a host name",
                strcmp(key, "redis.server") == 0
@@ -623,13 +429,40 @@ set_hostport(he_hostport *slot, int default_port, const char *key,
 }
 
 static int
+set_database(he_redis_config *r, const char *value, he_warn_fn warn,
+             void *ctx)
+{
+    char *end;
+    long v;
+
+    if (value == NULL || *value == '\0') {
+        r->database = -1;
+        return 0;
+    }
+    v = strtol(value, &end, 10);
+    if (*end != '\0' || v < 0 || v > 1000000 || end == value) {
+        reject(warn, ctx, "redis.database", value,
+               "must be a whole number >= 0", "not selecting a database");
+        return -1;
+    }
+    r->database = (int)v;
+    return 0;
+}
+
+/* One redis.* key (without the prefix).  0, -1 rejected, 1 unknown. */
+static int
 set_redis(he_redis_config *r, const char *key, const char *value,
           he_warn_fn warn, void *ctx)
 {
-    if (strcmp(key, "enabled") == 0) {
-        if (value == NULL || (strcmp(value, "0") && strcmp(value, "1"))) {
-            reject(warn, ctx, "redis.enabled", value,
-                   "must be undef, 0 or 1", "using auto-detection");
+    if (strcmp(key, "auto") == 0) {
+        r->enabled = value != NULL && value[0] == '1';
+    } else if (strcmp(key, "enabled") == 0) {
+        if (value == NULL)
+            return 0;                   /* undef: auto-detection stands */
+        if (strcmp(value, "0") && strcmp(value, "1")) {
+            reject(warn, ctx, "redis.enabled", value, "must be undef, 0 or 1",
+                   r->enabled ? "using auto-detection (on)"
+                              : "using auto-detection (off)");
             return -1;
         }
         r->enabled = value[0] == '1';
@@ -645,11 +478,7 @@ set_redis(he_redis_config *r, const char *key, const char *value,
     } else if (strcmp(key, "password") == 0) {
         set_string(&r->password, value);
     } else if (strcmp(key, "database") == 0) {
-        if (value == NULL || *value == '\0') {
-            r->database = -1;
-            return 0;
-        }
-        return set_int(&r->database, "redis.database", value, warn, ctx);
+        return set_database(r, value, warn, ctx);
     } else if (strcmp(key, "sentinel") == 0) {
         he_hostport *hp;
         size_t before = r->n_sentinels;
@@ -670,6 +499,41 @@ set_redis(he_redis_config *r, const char *key, const char *value,
     return 0;
 }
 
+/* allow_from: each entry of the list is parsed on its own; a bad one is
+ * dropped with a message, and the list stays configured either way. */
+static int
+set_allow(he_config *c, const char *value, he_warn_fn warn, void *ctx)
+{
+    const char *p = value, *e;
+    char entry[MAX_ENTRY_LEN + 1];
+    he_cidr cidr, *slot;
+    size_t len;
+    int rc = 0;
+
+    c->allow_set = 1;
+    if (value == NULL) {
+        reject(warn, ctx, "allow_from", "", "expected a list of addresses or "
+               "one string of them", "it has no valid entry");
+        return -1;
+    }
+    while ((e = he_parse_list_next(&p, &len)) != NULL) {
+        snprintf(entry, sizeof entry, "%.*s", (int)len, e);
+        if (len > MAX_ENTRY_LEN || he_parse_cidr(entry, &cidr) != 0) {
+            reject(warn, ctx, "allow_from", len > MAX_ENTRY_LEN ? e : entry,
+                   "expected an IPv4 or IPv6 address, with /bits or "
+                   "/netmask, a %zone only on fe80::/10",
+                   "dropping this entry");
+            rc = -1;
+            continue;
+        }
+        if ((slot = append((void **)&c->allow, &c->n_allow, sizeof *slot))
+            == NULL)
+            return -1;
+        *slot = cidr;
+    }
+    return rc;
+}
+
 int
 he_config_set(he_config *c, const char *key, const char *value,
               he_warn_fn warn, void *ctx)
@@ -683,41 +547,92 @@ he_config_set(he_config *c, const char *key, const char *value,
     if (strcmp(key, "status_path") == 0)
         return set_path(&c->status_path, &c->status_len, key, value, warn,
                         ctx);
+    if (strcmp(key, "namespace") == 0)
+        return set_namespace(c, value, warn, ctx);
     if (strcmp(key, "timeout") == 0)
         return set_seconds(&c->timeout, 0, MAX_TIMEOUT, key, value, warn,
                            ctx);
     if (strcmp(key, "cache_seconds") == 0)
         return set_seconds(&c->cache_seconds, -1, MAX_CACHE, key, value,
                            warn, ctx);
-    if (strcmp(key, "allow_from") == 0) {
-        he_cidr cidr;
-        he_cidr *slot;
-
-        if (he_config_parse_cidr(value, &cidr) != 0) {
-            reject(warn, ctx, key, value,
-                   "expected an IPv4 or IPv6 address with optional /bits",
-                   "ignoring this entry");
-            return -1;
-        }
-        slot = append((void **)&c->allow, &c->n_allow, sizeof *slot);
-        if (slot == NULL)
-            return -1;
-        *slot = cidr;
-        return 0;
-    }
+    if (strcmp(key, "allow_from") == 0)
+        return set_allow(c, value, warn, ctx);
     if (strncmp(key, "db.", 3) == 0)
         rc = set_db(&c->db, key + 3, value, warn, ctx);
     else if (strncmp(key, "redis.", 6) == 0)
         rc = set_redis(&c->redis, key + 6, value, warn, ctx);
     if (rc == 1) {
-        char msg[HE_ERRLEN];
+        char msg[HE_ERRLEN], name[96];
 
-        snprintf(msg, sizeof msg, "unknown option '%.100s' ignored", key);
-        if (warn)
-            warn(ctx, msg);
+        snprintf(msg, sizeof msg, "%s: unknown setting ignored",
+                 option_name(key, name, sizeof name));
+        say(warn, ctx, HE_LOG_WARNING, msg);
         return -1;
     }
     return rc;
+}
+
+/* ---- across options ------------------------------------------------------ */
+
+static int
+same_path(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The namespace: by default /healthz when both paths are the default ones;
+ * with other paths only the one configured.  It must hold both paths, or
+ * it would shadow one of them with 404s. */
+static void
+finish_namespace(he_config *c, he_warn_fn warn, void *ctx)
+{
+    char msg[HE_ERRLEN];
+    size_t n = c->namespace_len;
+
+    if (!c->namespace_set
+        && same_path(c->ping_path, c->ping_len, DEFAULT_PING,
+                     strlen(DEFAULT_PING))
+        && same_path(c->status_path, c->status_len, DEFAULT_STATUS,
+                     strlen(DEFAULT_STATUS))) {
+        set_string(&c->namespace, DEFAULT_NAMESPACE);
+        c->namespace_len = c->namespace ? strlen(c->namespace) : 0;
+        return;
+    }
+    if (c->namespace == NULL)
+        return;
+    if ((c->ping_len > n && memcmp(c->ping_path, c->namespace, n) == 0
+         && c->ping_path[n] == '/')
+        || (c->status_len > n && memcmp(c->status_path, c->namespace, n) == 0
+            && c->status_path[n] == '/'))
+        return;                         /* holds at least one of them */
+    snprintf(msg, sizeof msg, "HealthEndpoint_Namespace: '%.200s' holds "
+             "neither the ping nor the status path; it is claimed anyway "
+             "(requests under it get 404)", c->namespace);
+    say(warn, ctx, HE_LOG_WARNING, msg);
+}
+
+/* The allowlist as it will be used: said once; none valid: nobody. */
+static void
+finish_allow(he_config *c, he_warn_fn warn, void *ctx)
+{
+    char msg[HE_ERRLEN], one[64];
+    size_t i, used;
+
+    if (!c->allow_set)
+        return;
+    if (c->n_allow == 0) {
+        say(warn, ctx, HE_LOG_ERROR, "HealthEndpoint_AllowFrom: no valid "
+            "entry; every client gets 403 until it is fixed");
+        return;
+    }
+    used = (size_t)snprintf(msg, sizeof msg, "HealthEndpoint_AllowFrom: "
+                            "allowing");
+    for (i = 0; i < c->n_allow && used + 1 < sizeof msg; i++) {
+        he_cidr_format(&c->allow[i], one, sizeof one);
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "%s %s",
+                                 i ? "," : "", one);
+    }
+    say(warn, ctx, HE_LOG_INFO, msg);
 }
 
 void
@@ -725,27 +640,26 @@ he_config_finish(he_config *c, he_warn_fn warn, void *ctx)
 {
     char msg[HE_ERRLEN];
 
-    if (c->ping_len == c->status_len
-        && memcmp(c->ping_path, c->status_path, c->ping_len) == 0) {
+    if (same_path(c->ping_path, c->ping_len, c->status_path, c->status_len)) {
         snprintf(msg, sizeof msg,
                  "HealthEndpoint_PingPath and HealthEndpoint_StatusPath are "
                  "both '%.200s'; using %s and %s", c->ping_path,
                  DEFAULT_PING, DEFAULT_STATUS);
         set_string(&c->ping_path, DEFAULT_PING);
-        c->ping_len = strlen(DEFAULT_PING);
+        c->ping_len = c->ping_path ? strlen(c->ping_path) : 0;
         set_string(&c->status_path, DEFAULT_STATUS);
-        c->status_len = strlen(DEFAULT_STATUS);
-        if (warn)
-            warn(ctx, msg);
+        c->status_len = c->status_path ? strlen(c->status_path) : 0;
+        say(warn, ctx, HE_LOG_ERROR, msg);
     }
+    finish_namespace(c, warn, ctx);
+    finish_allow(c, warn, ctx);
     if (c->db.kind != HE_DB_NONE && !he_checks_have_db(c->db.kind)) {
         snprintf(msg, sizeof msg,
                  "DatabaseType '%.64s': this build has no %s backend "
                  "(built: %s); the database check will report fail. "
                  "Install the client library and rebuild.",
                  c->db.type, c->db.type, he_checks_backends());
-        if (warn)
-            warn(ctx, msg);
+        say(warn, ctx, HE_LOG_ERROR, msg);
     }
     if (c->db.kind == HE_DB_SQLITE
         && (c->db.name == NULL || c->db.name[0] != '/')) {
@@ -753,20 +667,34 @@ he_config_finish(he_config *c, he_warn_fn warn, void *ctx)
                  "DatabaseName '%.200s' for SQLite is not an absolute path; "
                  "the database check will report fail",
                  c->db.name ? c->db.name : "");
-        if (warn)
-            warn(ctx, msg);
+        say(warn, ctx, HE_LOG_ERROR, msg);
     }
     if (c->redis.enabled && !he_checks_have_redis()) {
         snprintf(msg, sizeof msg,
                  "the Redis check is on but this build has no Redis backend "
                  "(built: %s); it will report fail. Install libhiredis-dev "
                  "and rebuild.", he_checks_backends());
-        if (warn)
-            warn(ctx, msg);
+        say(warn, ctx, HE_LOG_ERROR, msg);
     }
-    if (c->redis.n_sentinels > 0 && c->redis.service == NULL && warn)
-        warn(ctx, "WebSessionProperties: 'sentinels' given without "
-                  "'service'; the sentinels are ignored");
+    if (c->redis.n_sentinels > 0 && c->redis.service == NULL)
+        say(warn, ctx, HE_LOG_WARNING, "WebSessionProperties: 'sentinels' "
+            "given without 'service'; the sentinels are ignored");
+}
+
+int
+he_config_addr_allowed(const he_config *c, const char *addr, size_t len)
+{
+    unsigned char a[16];
+    size_t i;
+
+    if (!c->allow_set)
+        return 1;
+    if (addr == NULL || he_parse_client(addr, len, a) != 0)
+        return 0;
+    for (i = 0; i < c->n_allow; i++)
+        if (he_cidr_contains(&c->allow[i], a))
+            return 1;
+    return 0;
 }
 
 /* ---- the configuration's identity ------------------------------------- */
@@ -811,6 +739,7 @@ he_config_hash(const he_config *c, const char *version)
     h = hash_str(h, d->name);
     h = hash_str(h, d->user);
     h = hash_str(h, d->password);
+    h = hash_str(h, d->require_table);
     for (i = 0; i < d->n_extra; i++) {
         h = hash_str(h, d->extra[i].key);
         h = hash_str(h, d->extra[i].value);

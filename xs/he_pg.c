@@ -107,16 +107,6 @@ he_pg_split(char *list, const char **out)
     return n;
 }
 
-static char *
-he_pg_dup(const char *s)
-{
-    char *d = s ? malloc(strlen(s) + 1) : NULL;
-
-    if (d)
-        strcpy(d, s);
-    return d;
-}
-
 static void
 he_pg_params_free(he_pg_params *pp)
 {
@@ -189,9 +179,9 @@ he_pg_params_make(const he_db_config *c, he_pg_params *pp, char *err,
     }
     pp->random_order = lb != NULL && strcmp(lb, "random") == 0
         && PQlibVersion() >= 160000;
-    if ((host && !(pp->hostbuf = he_pg_dup(host)))
-        || (addr && !(pp->addrbuf = he_pg_dup(addr)))
-        || (port && !(pp->portbuf = he_pg_dup(port))))
+    if ((host && !(pp->hostbuf = he_strdup(host)))
+        || (addr && !(pp->addrbuf = he_strdup(addr)))
+        || (port && !(pp->portbuf = he_strdup(port))))
         goto oom;
     nh = he_pg_split(pp->hostbuf, pp->host);
     na = he_pg_split(pp->addrbuf, pp->addr);

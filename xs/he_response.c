@@ -13,6 +13,8 @@
 #define JSON "application/json"
 
 static const char *const result_names[] = { "ok", "fail", "skipped" };
+typedef char he_result_names_match[  /* in he_result order */
+    sizeof result_names / sizeof result_names[0] == HE_SKIPPED + 1 ? 1 : -1];
 
 const char *
 he_result_name(he_result r)
@@ -68,6 +70,10 @@ he_response_build(he_route route, he_method method, int forbidden,
 
     if (forbidden) {
         set_fixed(resp, 403, HE_BODY_FORBIDDEN, "forbidden");
+        return;
+    }
+    if (route == HE_ROUTE_NOT_FOUND) {  /* any method: it is not a path */
+        set_fixed(resp, 404, HE_BODY_NOT_FOUND, "not found");
         return;
     }
     if (method == HE_METHOD_OTHER) {

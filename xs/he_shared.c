@@ -164,6 +164,22 @@ he_shm_read(he_shared *sh, he_pub *out, char (*reasons)[HE_ERRLEN],
 
 /* ---- attaching ---------------------------------------------------------- */
 
+/* This boot's id (Linux), or "" where there is none. */
+static void
+boot_id(char *buf, size_t len)
+{
+    ssize_t n = -1;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+
+    memset(buf, 0, len);                /* compared as a whole */
+    if (fd >= 0) {
+        n = read(fd, buf, len - 1);
+        close(fd);
+    }
+    buf[n > 0 ? (size_t)n : 0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
 /* A fresh state: header, no checker, no result yet. */
 static void
 init_state(he_shared *sh, const char *version)
@@ -171,6 +187,7 @@ init_state(he_shared *sh, const char *version)
     int i;
 
     memset(sh, 0, sizeof *sh);
+    boot_id(sh->boot_id, sizeof sh->boot_id);
     for (i = 0; i < HE_NCHECKS; i++)
         sh->pub.check[i].result = -1;
     snprintf(sh->version, sizeof sh->version, "%s", version ? version : "");
@@ -179,15 +196,20 @@ init_state(he_shared *sh, const char *version)
     __atomic_store_n(&sh->magic, HE_SHARED_MAGIC, __ATOMIC_RELEASE);
 }
 
-/* 1: ours; 0: garbage or an older layout, to be (re-)initialised; -1: a
- * newer module's layout, which this one must leave alone. */
+/* 1: ours; 0: garbage, an older layout or another boot's, to be
+ * (re-)initialised; -1: a newer module's layout, to be left alone. */
 static int
 header_state(const he_shared *sh)
 {
+    char boot[sizeof sh->boot_id];
+
     if (sh->magic != HE_SHARED_MAGIC || sh->size != HE_SHARED_SIZE)
         return 0;
     if (sh->layout > HE_SHARED_LAYOUT)
         return -1;
+    boot_id(boot, sizeof boot);
+    if (memcmp(boot, sh->boot_id, sizeof boot) != 0)
+        return 0;                       /* nobody maps it since the reboot */
     return sh->layout == HE_SHARED_LAYOUT;
 }
 

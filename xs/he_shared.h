@@ -75,6 +75,9 @@ typedef struct {
     uint32_t size;
     uint32_t pad0;
     char version[HE_VERSION_LEN];       /* module that initialised it */
+    char boot_id[40];                   /* the monotonic clock's boot: a
+                                           file from before a reboot holds
+                                           times of another clock */
 
     /* the checker (written by it; read by anyone) */
     int32_t checker_pid;                /* 0: none */

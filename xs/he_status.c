@@ -15,16 +15,6 @@
 
 #include "he_status.h"
 
-static char *
-dup_str(const char *s)
-{
-    char *d = s ? malloc(strlen(s) + 1) : NULL;
-
-    if (d)
-        strcpy(d, s);
-    return d;
-}
-
 void
 he_instance_init(he_instance *in, const he_config *cfg,
                  const char *state_path, const char *version)
@@ -35,7 +25,7 @@ he_instance_init(he_instance *in, const he_config *cfg,
     in->x.version = in->version;
     in->x.hash = he_config_hash(cfg, in->version);
     in->x.stamp = he_realtime_ns();
-    in->state_path = dup_str(state_path);
+    in->state_path = he_strdup(state_path);
     if (state_path != NULL && in->state_path == NULL)
         in->file_failed = 1;            /* out of memory: private it is */
 }
@@ -108,12 +98,14 @@ prepare(he_instance *in, he_log_batch *log)
     return -1;
 }
 
-/* A published result this instance may answer with: it exists, and it
- * ran with our configuration or a newer one. */
+/* A published result this instance may answer with: it exists, is not
+ * from the future (a corrupt file), and ran with our configuration or a
+ * newer one. */
 static int
-pub_usable(const he_pub *p, const he_checker_ctx *x)
+pub_usable(const he_pub *p, const he_checker_ctx *x, int64_t now)
 {
     return p->check[HE_CHECK_DB].result >= 0
+        && p->check[HE_CHECK_DB].at_ns <= now
         && (p->config_hash == x->hash || x->stamp <= p->config_stamp);
 }
 
@@ -123,21 +115,16 @@ result_of(int32_t r)
     return (r == HE_OK || r == HE_SKIPPED) ? (he_result)r : HE_FAIL;
 }
 
-static void
-from_pub(const he_pub *p, he_status *out)
+void
+he_status_of_pub(const he_pub *p, he_status *out)
 {
     out->db = result_of(p->check[HE_CHECK_DB].result);
     out->redis = result_of(p->check[HE_CHECK_REDIS].result);
 }
 
-/* No result in time: what the run in progress finished, fail for the rest
- * ("whatever the checker is doing"); without a run, our own config says
- * what would have been checked. */
-static void
-from_slots(he_instance *in, he_status *out)
+void
+he_status_unfinished(he_shared *sh, const he_config *c, he_status *out)
 {
-    he_shared *sh = in->shm.sh;
-    const he_config *c = in->x.cfg;
     int running = sh != NULL && he_load32(&sh->running);
     he_result r[HE_NCHECKS];
     int i;
@@ -166,15 +153,16 @@ want_after(he_shared *sh, uint32_t seen)
 }
 
 /* Make sure a checker runs, ask it for a result after seen, and return
- * until when to wait for it. */
+ * until when to wait for it: the run in progress's deadline, or this
+ * request's own (it began at begun: starting a checker takes a fork). */
 static int64_t
-ask(he_instance *in, uint32_t seen, he_log_batch *log)
+ask(he_instance *in, uint32_t seen, int64_t begun, he_log_batch *log)
 {
     he_shared *sh = in->shm.sh;
     char err[HE_ERRLEN];
     he_checker_state st;
     he_log_line *l;
-    int64_t now, timeout = (int64_t)(in->x.cfg->timeout * 1e9);
+    int64_t timeout = (int64_t)(in->x.cfg->timeout * 1e9), mine, theirs;
 
     st = he_checker_ensure(&in->shm, &in->x, err, sizeof err);
     if (st == HE_CHECKER_REPLACED)
@@ -185,10 +173,11 @@ ask(he_instance *in, uint32_t seen, he_log_batch *log)
         snprintf(in->last_error, sizeof in->last_error, "%s", err);
     }
     want_after(sh, seen);
-    now = he_now_ns();
+    mine = begun + timeout + HE_WAIT_GRACE_NS;
     if (st == HE_CHECKER_STARTED || !he_load32(&sh->running))
-        return now + timeout + HE_WAIT_GRACE_NS;
-    return he_load64(&sh->run_deadline_ns) + HE_WAIT_GRACE_NS;
+        return mine;
+    theirs = he_load64(&sh->run_deadline_ns) + HE_WAIT_GRACE_NS;
+    return theirs < mine ? theirs : mine;   /* never longer than our own */
 }
 
 /* Wait until a result after seen is published or until passes.  1 if
@@ -210,8 +199,8 @@ wait_result(he_shared *sh, uint32_t seen, int64_t until)
 /* ---- log lines --------------------------------------------------------- */
 
 static void
-line_for(he_log_batch *log, const he_pub *p, const char *reason, int id,
-         int kind, int64_t now)
+line_for(he_log_batch *log, const he_pub *p, const char *db_type,
+         const char *reason, int id, int kind, int64_t now)
 {
     const he_pub_check *c = &p->check[id];
     char what[64];
@@ -225,7 +214,7 @@ line_for(he_log_batch *log, const he_pub *p, const char *reason, int id,
         return;
     if (kind == 0 && id == HE_CHECK_DB)
         snprintf(l->text, sizeof l->text, "%s failed (%s, %.3f s): %s", what,
-                 p->db_type, (double)c->elapsed_ns / 1e9, reason);
+                 db_type, (double)c->elapsed_ns / 1e9, reason);
     else if (kind == 0)
         snprintf(l->text, sizeof l->text, "%s failed (%.3f s): %s", what,
                  (double)c->elapsed_ns / 1e9, reason);
@@ -245,9 +234,9 @@ line_for(he_log_batch *log, const he_pub *p, const char *reason, int id,
  * reader whose CAS on logged_event wins; a check still failing gets a
  * reminder when reminded_ns is a minute old, by the same rule.
  */
-static void
-collect_logs(he_shared *sh, const he_pub *seen, int64_t now,
-             he_log_batch *log)
+void
+he_status_logs(he_shared *sh, const he_pub *seen, int64_t now,
+               he_log_batch *log)
 {
     int kind[HE_NCHECKS], i, any = 0;
     char reasons[HE_NCHECKS][HE_ERRLEN];
@@ -280,53 +269,71 @@ collect_logs(he_shared *sh, const he_pub *seen, int64_t now,
         for (i = 0; i < HE_NCHECKS; i++)
             snprintf(reasons[i], sizeof reasons[i], "(reason unavailable)");
     }
+    for (i = 0; i < HE_NCHECKS; i++)    /* the file may be corrupt */
+        reasons[i][HE_ERRLEN - 1] = '\0';
+    p.db_type[sizeof p.db_type - 1] = '\0';
     for (i = 0; i < HE_NCHECKS; i++)
         if (kind[i] >= 0)
-            line_for(log, kind[i] == 2 ? &p : seen, reasons[i], i, kind[i],
-                     now);
+            line_for(log, kind[i] == 2 ? &p : seen, p.db_type, reasons[i], i,
+                     kind[i], now);
 }
 
 /* ---- the answer ---------------------------------------------------------- */
 
+he_judgement
+he_status_judge(he_shared *sh, const he_checker_ctx *x, int64_t now,
+                he_pub *p, uint32_t *seq)
+{
+    const he_config *c = x->cfg;
+    int64_t cache = (int64_t)(c->cache_seconds * 1e9);
+    int64_t timeout = (int64_t)(c->timeout * 1e9);
+    int64_t age;
+
+    if (he_shm_read(sh, p, NULL, seq) != 0 || !pub_usable(p, x, now))
+        return HE_JUDGE_NONE;
+    age = now - p->check[HE_CHECK_DB].at_ns;
+    if (age < cache)
+        return HE_JUDGE_FRESH;
+    if (cache > 0 && age < cache + timeout)
+        return HE_JUDGE_REFRESH;
+    return HE_JUDGE_WAIT;
+}
+
 void
 he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
 {
-    const he_config *c = in->x.cfg;
-    int64_t cache = (int64_t)(c->cache_seconds * 1e9);
-    int64_t timeout = (int64_t)(c->timeout * 1e9);
-    int64_t now, age = 0;
+    he_judgement j;
     he_shared *sh;
     he_pub p;
     uint32_t seq;
-    int have;
+    int64_t now;
+    int have = 0;
 
     log->n = 0;
     if (prepare(in, log) != 0) {
-        from_slots(in, out);
+        he_status_unfinished(NULL, in->x.cfg, out);
         return;
     }
     sh = in->shm.sh;
     now = he_now_ns();
     if (now - he_load64(&sh->last_read_ns) > HE_NS_PER_S)
         he_store64(&sh->last_read_ns, now);     /* the checker's lease */
-    have = he_shm_read(sh, &p, NULL, &seq) == 0 && pub_usable(&p, &in->x);
-    if (have)
-        age = now - p.check[HE_CHECK_DB].at_ns;
-    if (have && age < cache) {
-        from_pub(&p, out);
-    } else if (have && cache > 0 && age < cache + timeout) {
-        from_pub(&p, out);              /* at once, and refresh it */
-        (void)ask(in, seq, log);
-    } else if (wait_result(sh, seq, ask(in, seq, log))
+    j = he_status_judge(sh, &in->x, now, &p, &seq);
+    have = j != HE_JUDGE_NONE;          /* its log lines may still be due */
+    if (j == HE_JUDGE_FRESH || j == HE_JUDGE_REFRESH) {
+        he_status_of_pub(&p, out);      /* at once */
+        if (j == HE_JUDGE_REFRESH)
+            (void)ask(in, seq, now, log);
+    } else if (wait_result(sh, seq, ask(in, seq, now, log))
                && he_shm_read(sh, &p, NULL, &seq) == 0
-               && pub_usable(&p, &in->x)) {
-        from_pub(&p, out);
+               && pub_usable(&p, &in->x, he_now_ns())) {
+        he_status_of_pub(&p, out);
         have = 1;
     } else {
-        from_slots(in, out);
+        he_status_unfinished(sh, in->x.cfg, out);
     }
     if (have)
-        collect_logs(sh, &p, he_now_ns(), log);
+        he_status_logs(sh, &p, he_now_ns(), log);
     if (in->reattach) {
         in->reattach = 0;
         he_shm_detach(&in->shm);        /* the next request maps the new one */

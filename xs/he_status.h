@@ -12,7 +12,7 @@
 #include "he_checker.h"
 #include "he_shared.h"
 
-#define HE_WAIT_GRACE_NS (50 * HE_NS_PER_MS)    /* past a run's deadline */
+#define HE_WAIT_GRACE_NS (20 * HE_NS_PER_MS)    /* past a run's deadline */
 #define HE_REMIND_NS (60 * HE_NS_PER_S)         /* "still failing" */
 
 /* Lines for RT's log that this process has won the right to write. */
@@ -58,5 +58,30 @@ int he_instance_attach(he_instance *in, char *err, size_t errlen);
  * one).  log gets what this process should write to RT's log.
  */
 void he_instance_answer(he_instance *in, he_status *out, he_log_batch *log);
+
+/* ---- the steps of an answer, for tests and fuzzing -------------------- */
+
+typedef enum {
+    HE_JUDGE_FRESH = 0,                 /* answer with *p */
+    HE_JUDGE_REFRESH,                   /* answer with *p, ask for a run */
+    HE_JUDGE_WAIT,                      /* *p is too old: run and wait */
+    HE_JUDGE_NONE                       /* nothing usable: run and wait */
+} he_judgement;
+
+/* Copy the published result into *p (its seq into *seq) and judge it by
+ * age against x's CacheSeconds and Timeout at time now.  Only reads sh. */
+he_judgement he_status_judge(he_shared *sh, const he_checker_ctx *x,
+                             int64_t now, he_pub *p, uint32_t *seq);
+
+/* The answer from a usable published result. */
+void he_status_of_pub(const he_pub *p, he_status *out);
+
+/* The answer when no result came in time: what the run in progress
+ * finished (sh may be NULL), fail for the rest of what c checks. */
+void he_status_unfinished(he_shared *sh, const he_config *c, he_status *out);
+
+/* Claim, by CAS in sh, the log lines due for the result seen. */
+void he_status_logs(he_shared *sh, const he_pub *seen, int64_t now,
+                    he_log_batch *log);
 
 #endif /* HE_STATUS_H */

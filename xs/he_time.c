@@ -89,10 +89,12 @@ he_time_wait_error(int w, const char *what, double start, char *err,
         snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
 }
 
-static const char *const phase_names[] = {
+static const char *const phase_names[] = {  /* in he_phase order */
     "idle", "starting", "resolving", "connecting", "authenticating",
     "querying", "done"
 };
+typedef char he_phase_names_match[
+    sizeof phase_names / sizeof phase_names[0] == HE_PHASE_DONE + 1 ? 1 : -1];
 
 const char *
 he_phase_name(unsigned phase)

@@ -44,7 +44,8 @@ sub blib {
 sub say_figure { printf "  %-42s %s\n", "$_[0]:", $_[1] }
 
 # Starman on bench/soak.psgi with the built module; %env configures the
-# app (HEB_*).  Ready when ping answers and every worker is up.  It runs
+# app (HEB_*); max_requests recycles each worker after that many requests.
+# Ready when ping answers and every worker is up.  It runs
 # as the invoking user, as it always has: the app appends to a HEB_LOG
 # file in our own scratch dir.  A HETest::Servers::Starman: $s->port,
 # $s->worker_pids, $s->log, $s->stop (or at exit).
@@ -55,7 +56,8 @@ sub start_starman {
     return HETest::Servers::start_starman(
         app => "$ROOT/bench/soak.psgi", workers => $workers,
         inc => [ "$blib/lib", "$blib/arch" ],
-        args => [ '--preload-app', '--max-requests', 1_000_000_000 ],
+        args => [ '--preload-app', '--max-requests',
+                  $o{max_requests} // 1_000_000_000 ],
         dir => $o{dir} // scratch_dir('starman'), env => $o{env},
         as_user => 0, ready_timeout => 30,
         ready => sub {

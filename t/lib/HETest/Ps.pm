@@ -49,7 +49,9 @@ sub proc_status {
     return %s;
 }
 
-# Live (not zombie) processes whose command line names this checker.
+# Live (not zombie) processes whose command line names this checker.  Its
+# run children inherit the title (and, for a moment after the fork, the
+# name): a process whose parent carries the title too is one of those.
 sub checkers {
     my ($state) = @_;
     my $want = defined $state ? "rt-healthendpoint checker ($state)"
@@ -59,9 +61,10 @@ sub checkers {
     for my $pid (grep { /^\d+$/ } readdir $d) {
         my $c = proc_cmdline($pid) // next;
         next unless index($c, $want) == 0;
-        my %s = proc_status($pid);      # its run children share the title
-        push @pids, $pid if ($s{Name} // '') eq 'rt-he-checker'
-                         && ($s{State} // '') !~ /^[ZX]/;
+        my %s = proc_status($pid);
+        next if ($s{State} // '') =~ /^[ZX]/;
+        my $parent = proc_cmdline($s{PPid} // 0) // '';
+        push @pids, $pid unless index($parent, 'rt-healthendpoint checker') == 0;
     }
     my @sorted = sort { $a <=> $b } @pids;   # a count in scalar context
     return @sorted;

@@ -165,6 +165,7 @@ use warnings;
 use Carp qw(croak);
 use Exporter qw(import);
 use IO::Select;
+use POSIX qw(WNOHANG);
 use IO::Socket::INET;
 use Socket qw(SOCK_STREAM);
 use Test::More ();
@@ -174,9 +175,10 @@ use HETest::Proc qw(free_port closed_port scratch_dir find_binary server_user
                     server_dir write_file own run_cmd fork_server);
 
 our @EXPORT_OK = qw(
-    need_server have_postgres have_mariadb have_redis have_ipv6
+    need_server have_postgres start_standby have_mariadb have_redis have_ipv6
     start_postgres start_mariadb start_redis start_sentinel
-    start_stalled_peer start_fake_peer start_starman
+    start_stalled_peer start_fake_peer start_scripted_peer start_fake_pg
+    start_starman start_fastcgi have_fastcgi
     free_port closed_port make_sqlite scratch_dir resp_command
     find_binary server_user
 );
@@ -333,6 +335,36 @@ sub start_postgres {
         qq{CREATE ROLE "$o{user}" LOGIN PASSWORD '$o{password}'},
         qq{CREATE DATABASE "$o{dbname}" OWNER "$o{user}"},
     ) if defined $o{user};
+    return $self;
+}
+
+# A hot standby of $primary (pg_basebackup -R: streaming replication, read
+# only), on a port of its own.  Same accessors as the primary.
+sub start_standby {
+    my ($primary) = @_;
+    my $bindir = $primary->{bindir};
+    my $dir = server_dir('pgstandby');
+    my $self = HETest::Servers::Postgres->_new(
+        %$primary, pid => undef, name => 'postgres standby', dir => $dir,
+        log => "$dir/postgres.log", socket_dir => "$dir/sock",
+        extra_logs => ["$dir/basebackup.log"],
+    );
+    mkdir "$dir/sock", 0700 or croak "mkdir $dir/sock: $!";
+    own("$dir/sock");
+    run_cmd(cmd => [ _pg_tool($bindir, 'pg_basebackup'), '-D', "$dir/data",
+                     '-R', '-X', 'stream', '--no-sync', '-h', '127.0.0.1',
+                     '-p', $primary->port, '-U', $primary->superuser ],
+            env => { PGPASSWORD => $primary->superpassword },
+            log => "$dir/basebackup.log", dir => $dir);
+    $self->{port} = free_port();
+    my @cmd = @{ $primary->{cmd} };
+    for my $i (0 .. $#cmd - 1) {        # the primary's command, our paths
+        $cmd[$i + 1] = "$dir/data" if $cmd[$i] eq '-D';
+        $cmd[$i + 1] = $self->{port} if $cmd[$i] eq '-p';
+        $cmd[$i + 1] = "$dir/sock" if $cmd[$i] eq '-k';
+    }
+    $self->{cmd} = [ @cmd, '-c', 'hot_standby=on' ];
+    $self->start;
     return $self;
 }
 
@@ -650,6 +682,98 @@ sub start_fake_peer {
 
 sub start_stalled_peer { start_fake_peer(@_, reply => undef) }
 
+# A peer that runs serve->($socket) for each connection, in a process of
+# its own (so a handler may stream or sleep as long as it likes).
+sub start_scripted_peer {
+    my (%o) = @_;
+    my $port = free_port();
+    my $listen = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
+        Listen => 64, ReuseAddr => 1,
+    ) or croak "listen on 127.0.0.1:$port: $!";
+    my $parent = $$;
+    my $pid = fork_server(stop_signal => 'KILL');
+    if ($pid == 0) {
+        $SIG{PIPE} = 'IGNORE';
+        open STDOUT, '>', '/dev/null';  # a test harness waits for its holders
+        open STDERR, '>', '/dev/null';
+        my $sel = IO::Select->new($listen);
+        while (getppid() == $parent) {
+            next unless $sel->can_read(0.5);
+            my $c = $listen->accept or next;
+            my $k = fork;
+            if (defined $k && $k == 0) {
+                alarm 60;               # a handler never outlives a test
+                eval { $o{serve}->($c) };
+                POSIX::_exit(0);
+            }
+            close $c;
+            1 while waitpid(-1, WNOHANG) > 0;
+        }
+        kill 'KILL', -$$;               # the handlers, with us
+        POSIX::_exit(0);
+    }
+    close $listen;
+    return HETest::Servers::Peer->_new(name => 'scripted peer',
+        host => '127.0.0.1', port => $port, pid => $pid, stop_signal => 'KILL');
+}
+
+# A "PostgreSQL" that lies, over the real protocol: refuses SSL/GSS, then
+# asks for SCRAM with scram_iterations (a huge count keeps libpq's key
+# derivation busy), or logs in and sends a DataRow of datarow bytes.
+sub start_fake_pg {
+    my (%o) = @_;
+    return start_scripted_peer(serve => sub {
+        my ($c) = @_;
+        _pg_startup($c);
+        if ($o{scram_iterations}) {
+            syswrite $c, _pg_msg('R', pack('N', 10) . "SCRAM-SHA-256\0\0");
+            my (undef, $body) = _pg_read_msg($c);
+            my ($nonce) = $body =~ /r=([^,\0]+)/ or die "no client nonce\n";
+            syswrite $c, _pg_msg('R', pack('N', 11) . "r=${nonce}srvnonce,"
+                . "s=c2FsdHNhbHRzYWx0c2FsdA==,i=$o{scram_iterations}");
+            sleep 60;
+        }
+        syswrite $c, _pg_msg('R', pack 'N', 0) . _pg_msg('Z', 'I');
+        _pg_read_msg($c);               # the query
+        syswrite $c, _pg_msg('T', pack('n', 1) . "x\0"
+            . pack('NnNnNn', 0, 0, 23, 4, -1, 0));
+        syswrite $c, 'D' . pack('N', $o{datarow} + 10) . pack('n', 1)
+            . pack('N', $o{datarow});
+        my $chunk = 'x' x 65536;
+        1 while defined syswrite $c, $chunk;
+    });
+}
+
+sub _pg_read_n {
+    my ($c, $n) = @_;
+    my $buf = '';
+    while (length $buf < $n) {
+        my $r = sysread $c, $buf, $n - length $buf, length $buf;
+        die "peer closed\n" unless $r;
+    }
+    return $buf;
+}
+
+sub _pg_read_msg {
+    my ($c) = @_;
+    my $type = _pg_read_n($c, 1);
+    return ($type, _pg_read_n($c, unpack('N', _pg_read_n($c, 4)) - 4));
+}
+
+sub _pg_msg { my ($type, $body) = @_; $type . pack('N', 4 + length $body) . $body }
+
+# The startup packet, after answering SSL and GSS requests with 'N'.
+sub _pg_startup {
+    my ($c) = @_;
+    while (1) {
+        my $len = unpack 'N', _pg_read_n($c, 4);
+        my $code = unpack 'N', _pg_read_n($c, $len - 4);
+        return unless $code == 80877103 || $code == 80877104;
+        syswrite $c, 'N';
+    }
+}
+
 # ---------------------------------------------------------------------------
 # Starman
 
@@ -690,6 +814,111 @@ sub start_starman {
           '--listen', "$o{host}:$o{port}", @{ $o{args} || [] }, $o{app} ];
     };
     return HETest::Servers::Starman->_new(%o)->start;
+}
+
+# ---------------------------------------------------------------------------
+# FastCGI processes started one by one (as mod_fcgid or spawn-fcgi do),
+# behind nginx
+
+package HETest::Servers::FastCGI;
+our @ISA = ('HETest::Proc::Server');
+
+sub ports { @{ $_[0]{ports} } }
+sub _ready { HETest::Proc::port_open($_[0]->port) }
+
+# Stop the FastCGI processes (TERM) and start them again, perhaps with
+# another environment: what a restart of rt5-fcgi does.
+sub restart {
+    my ($self, %env) = @_;
+    kill 'TERM', @{ $self->{fcgi_pids} };
+    waitpid $_, 0 for @{ $self->{fcgi_pids} };
+    HETest::Proc::unwatch($_) for @{ $self->{fcgi_pids} };
+    $self->{env} = { %{ $self->{env} }, %env };
+    HETest::Servers::_start_fcgis($self);
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    kill 'TERM', @{ $self->{fcgi_pids} || [] };
+    waitpid $_, 0 for @{ $self->{fcgi_pids} || [] };
+    HETest::Proc::unwatch($_) for @{ $self->{fcgi_pids} || [] };
+    $self->{fcgi_pids} = [];
+    return $self->SUPER::stop;
+}
+
+package HETest::Servers;
+
+sub have_fastcgi {
+    return find_binary('nginx') && find_binary('plackup')
+        && eval { require Plack::Handler::FCGI; 1 } ? 1 : 0;
+}
+
+sub _start_fcgis {
+    my ($self) = @_;
+    my @pids;
+    for my $p (@{ $self->{ports} }) {
+        push @pids, HETest::Proc::spawn(
+            cmd => [ $^X, (map { "-I$_" } @{ $self->{inc} || [] }),
+                     find_binary('plackup'), '-s', 'FCGI', '--listen',
+                     "127.0.0.1:$p", '-E', 'deployment', $self->{app} ],
+            env => $self->{env}, log => "$self->{dir}/fcgi-$p.log",
+            as_user => $self->{as_user} // 1, stop_signal => 'TERM');
+    }
+    $self->{fcgi_pids} = \@pids;
+    for my $p (@{ $self->{ports} }) {
+        my $until = Time::HiRes::time() + 30;
+        Time::HiRes::sleep(0.1)
+            until HETest::Proc::port_open($p) || Time::HiRes::time() > $until;
+        croak "FastCGI process on port $p did not start:\n"
+            . (HETest::Proc::log_tail("$self->{dir}/fcgi-$p.log", 20) // '')
+            unless HETest::Proc::port_open($p);
+    }
+}
+
+# n (4) FastCGI processes of app (plackup -s FCGI), each started on its
+# own, and nginx on a free port passing every request to them in turn.
+# env and inc are for the FastCGI processes.  $s->port is nginx's.
+sub start_fastcgi {
+    my (%o) = (n => 4, @_);
+    my $nginx = find_binary('nginx') or croak 'nginx not found';
+    my $dir = $o{dir} // server_dir('fcgi');
+    my $self = HETest::Servers::FastCGI->_new(
+        name => 'nginx + FastCGI', dir => $dir, host => '127.0.0.1',
+        log => "$dir/nginx.out", extra_logs => ["$dir/nginx-error.log"],
+        stop_signal => 'QUIT',
+        app => $o{app}, env => $o{env} || {}, inc => $o{inc},
+        as_user => $o{as_user}, ports => [ map { free_port() } 1 .. $o{n} ],
+    );
+    _start_fcgis($self);
+    $self->{port} = free_port();
+    write_file("$dir/nginx.conf", <<"CONF");
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $dir;
+    fastcgi_temp_path $dir;
+    upstream fcgi {
+@{[ map { "        server 127.0.0.1:$_;\n" } @{ $self->{ports} } ]}    }
+    server {
+        listen 127.0.0.1:$self->{port};
+        location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_NAME "";
+            fastcgi_param PATH_INFO \$uri;
+            fastcgi_pass fcgi;
+        }
+    }
+}
+CONF
+    own("$dir/nginx.conf") if $o{as_user} // 1;
+    $self->{cmd} = [ $nginx, '-c', "$dir/nginx.conf", '-p', $dir ];
+    $self->{as_user} = $o{as_user};
+    return $self->start;
 }
 
 # ---------------------------------------------------------------------------
