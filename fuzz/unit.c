@@ -601,6 +601,9 @@ namespace_routes(void)
     T(he_config_set(&c, "namespace", "/index.html", keep_warn, NULL) == -1);
     T(he_config_set(&c, "namespace", "/m", keep_warn, NULL) == -1);
     T(he_config_set(&c, "namespace", "/", keep_warn, NULL) == -1);
+    T(he_config_set(&c, "namespace", "//", keep_warn, NULL) == -1
+      && c.namespace == NULL);          /* trimmed, it would be "/" */
+    T(he_config_set(&c, "namespace", "///", keep_warn, NULL) == -1);
     T(he_config_set(&c, "namespace", "health", keep_warn, NULL) == -1);
     T(he_config_set(&c, "namespace", "/a b", keep_warn, NULL) == -1);
     T(he_config_set(&c, "namespace", "/Administrator", keep_warn, NULL) == 0);
