@@ -949,6 +949,15 @@ judging(void)
     T(judge_at(sh, &x, NOW + S(3600)) == HE_JUDGE_WAIT);
     /* stamped in the future (a corrupt file, another clock): not used */
     T(judge_at(sh, &x, NOW - S(1)) == HE_JUDGE_NONE);
+    /* nor before the clock's start: a corrupt file, whose age would wrap
+     * to "fresh" for ever */
+    sh->pub.check[HE_CHECK_DB].at_ns = INT64_MIN;
+    T(judge_at(sh, &x, NOW) == HE_JUDGE_NONE);
+    sh->pub.check[HE_CHECK_DB].at_ns = -1;
+    T(judge_at(sh, &x, NOW) == HE_JUDGE_NONE);
+    sh->pub.check[HE_CHECK_DB].at_ns = 0;
+    T(judge_at(sh, &x, NOW) == HE_JUDGE_WAIT);
+    sh->pub.check[HE_CHECK_DB].at_ns = NOW - S(1) / 2;
 
     /* CacheSeconds 0: always wait for a run */
     c.cache_seconds = 0;
@@ -1131,6 +1140,14 @@ logging(void)
     T(logs_at(sh, NOW + S(200), &log) == 0);
     T(logs_at(sh, NOW + S(400), &log) == 1);        /* Redis still fails */
     T(strstr(log.line[0].text, "redis check still failing") != NULL);
+
+    /* corrupt times: a reminder stamped before the clock's start is due
+     * (not an overflow), a failure since then is a number of seconds */
+    he_store64(&sh->reminded_ns[HE_CHECK_REDIS], INT64_MIN);
+    sh->pub.check[HE_CHECK_REDIS].fail_since_ns = INT64_MIN;
+    T(logs_at(sh, NOW + S(401), &log) == 1
+      && strstr(log.line[0].text, "redis check still failing after 9223") != NULL);
+    T(logs_at(sh, NOW + S(401), &log) == 0);
 
     /* a reason without its NUL (a corrupt file) is cut, not overrun */
     memset(sh->reason[HE_CHECK_DB], 'x', sizeof sh->reason[HE_CHECK_DB]);
