@@ -57,11 +57,15 @@
 #include "he_shared.h"
 #include "he_status.h"
 
+static void cleanup(void);
+
+/* On failure the temp dir goes too (libFuzzer ends with _Exit). */
 #define CHECK(cond)                                                         \
     do {                                                                    \
         if (!(cond)) {                                                      \
             fprintf(stderr, "state_fuzz: invariant failed: %s (line %d)\n", \
                     #cond, __LINE__);                                       \
+            cleanup();                                                      \
             abort();                                                        \
         }                                                                   \
     } while (0)
