@@ -327,7 +327,8 @@ set_namespace(he_config *c, const char *value, he_warn_fn warn, void *ctx)
         c->namespace_len = 0;
         return 0;
     }
-    if (he_parse_path(value) != 0 || strcmp(value, "/") == 0) {
+    /* "/" would claim the whole site; so would "//" once trimmed */
+    if (he_parse_path(value) != 0 || value[strspn(value, "/")] == '\0') {
         reject(warn, ctx, "namespace", value, "must be a directory such as "
                "/healthz: '/' and a name without spaces, '?' or '#'",
                "no namespace is claimed");

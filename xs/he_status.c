@@ -98,13 +98,15 @@ prepare(he_instance *in, he_log_batch *log)
     return -1;
 }
 
-/* A published result this instance may answer with: it exists, is not
- * from the future (a corrupt file), and ran with our configuration or a
+/* A published result this instance may answer with: it exists, is a
+ * time of this clock (not before its start, not in the future: a corrupt
+ * file; so the age cannot overflow), and ran with our configuration or a
  * newer one. */
 static int
 pub_usable(const he_pub *p, const he_checker_ctx *x, int64_t now)
 {
     return p->check[HE_CHECK_DB].result >= 0
+        && p->check[HE_CHECK_DB].at_ns >= 0
         && p->check[HE_CHECK_DB].at_ns <= now
         && (p->config_hash == x->hash || x->stamp <= p->config_stamp);
 }
@@ -225,7 +227,7 @@ line_for(he_log_batch *log, const he_pub *p, const char *db_type,
     else
         snprintf(l->text, sizeof l->text, "%s still failing after %.1f s "
                  "(%u failed runs): %s", what,
-                 (double)(now - c->fail_since_ns) / 1e9,
+                 ((double)now - (double)c->fail_since_ns) / 1e9,
                  (unsigned)c->fail_runs, reason);
 }
 
@@ -255,7 +257,7 @@ he_status_logs(he_shared *sh, const he_pub *seen, int64_t now,
                 if (kind[i] == 0)
                     he_store64(&sh->reminded_ns[i], now);
             }
-        } else if (c->result == HE_FAIL && now - reminded >= HE_REMIND_NS
+        } else if (c->result == HE_FAIL && reminded <= now - HE_REMIND_NS
                    && he_cas64(&sh->reminded_ns[i], reminded, now)) {
             kind[i] = 2;
         }
