@@ -302,7 +302,8 @@ settle_check(he_checker *k, int id, int64_t start, int64_t deadline,
         }
         pc->fail_runs++;
     } else if (prev == HE_FAIL) {
-        pc->ended_after_ns = now - pc->fail_since_ns;
+        pc->ended_after_ns = pc->fail_since_ns > 0 && pc->fail_since_ns <= now
+                             ? now - pc->fail_since_ns : 0;
         pc->ended_runs = pc->fail_runs;
         pc->fail_since_ns = 0;
         pc->fail_runs = 0;
@@ -382,8 +383,9 @@ should_exit(he_checker *k, int64_t now)
     if ((long)(int32_t)he_load32((uint32_t *)&sh->checker_pid) != k->self
         || he_load32(&sh->retire) == k->gen)
         return 1;
-    if (now - he_load64(&sh->last_read_ns) > HE_LEASE_NS)
-        return 1;
+    if (he_load64(&sh->last_read_ns) < now - HE_LEASE_NS)
+        return 1;                       /* (compared, not subtracted: the
+                                           file's values may be anything) */
     if (now < k->next_watch_ns)
         return 0;
     k->next_watch_ns = now + HE_TICK_NS;
@@ -520,7 +522,9 @@ he_checker_ensure(he_shm *m, const he_checker_ctx *x, char *err,
     int64_t now = he_now_ns(), beat = he_load64(&sh->heartbeat_ns);
     long pid = (long)(int32_t)he_load32((uint32_t *)&sh->checker_pid);
     uint64_t started = sh->checker_starttime;
-    int alive = pid > 0 && now - beat < HE_STALE_NS;
+    /* fresh: within HE_STALE_NS, and not from the future (a corrupt file;
+     * a tick ahead is a live checker that wrote after we read the clock) */
+    int alive = pid > 0 && beat > now - HE_STALE_NS && beat <= now + HE_TICK_NS;
     int fd = -1;
 
     /* a checker killed a moment ago still has a fresh heartbeat: ask the
@@ -534,8 +538,10 @@ he_checker_ensure(he_shm *m, const he_checker_ctx *x, char *err,
         /* ours is newer: the old one goes, we take over */
         he_store32(&sh->retire, he_load32(&sh->checker_gen));
         he_wake_word(&sh->wanted);
-    } else if (pid > 0 && he_proc_alive(pid, started)) {
-        kill((pid_t)pid, SIGKILL);      /* hung: its children die with it */
+    } else if (pid > 0 && started != 0 && he_proc_alive(pid, started)) {
+        /* hung: its children die with it.  Never a pid whose start time is
+         * unknown: that may be anybody's by now */
+        kill((pid_t)pid, SIGKILL);
     }
     if (m->is_file) {
         fd = elect(m, err, errlen);
