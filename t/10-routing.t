@@ -4,6 +4,9 @@ use strict;
 use warnings;
 use Test::More;
 use File::Temp qw(tempdir);
+use lib 't/lib';
+use HEBuild qw(unavailable);
+use HETest::Servers qw(make_sqlite find_binary);
 use RT::Extension::HealthEndpoint;
 
 my $OK_NONE = '{"checks":{"database":"skipped","redis":"skipped"},"status":"ok"}';
@@ -188,11 +191,14 @@ like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
 }
 
 # an SQLite file is the simplest real database: ok, then fail once it is gone
-{
+subtest 'SQLite: ok, then fail once the file is gone' => sub {
+    my ($why, $fatal) = unavailable('SQLite',
+        [ sub { eval { require DBD::SQLite; 1 } || find_binary('sqlite3') },
+          'DBD::SQLite or the sqlite3 command, to create a test database' ]);
+    return fail("required under CI=true: $why") if $fatal;
+    plan skip_all => $why if defined $why;
     my $dir = tempdir(CLEANUP => 1);
-    my $file = "$dir/rt.db";
-    system('sqlite3', $file, 'CREATE TABLE t (x INTEGER);') == 0
-        or BAIL_OUT('sqlite3 is needed to create a test database');
+    my $file = make_sqlite("$dir/rt.db");
     my @l;
     my $s = RT::Extension::HealthEndpoint->wrap($inner, cache_seconds => 0,
         db => { type => 'SQLite', name => $file }, logger => sub { push @l, [@_] });
@@ -214,7 +220,7 @@ like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
     is($res->[0], 503, 'HEAD keeps the status');
     is_deeply($res->[2], [], 'HEAD: empty body');
     is($res->[1][3], 64, 'HEAD: Content-Length of the GET body');
-}
+};
 is(scalar @log, 0, 'nothing logged for the clean requests');
 
 done_testing;

@@ -256,8 +256,8 @@ env_str(pTHX_ HV *env, const char *key, I32 klen, U32 hash, STRLEN *len)
 
 /*
  * The constant strings of our answers are made once per handler as
- * shared-key scalars; each answer gets copies (newSVsv) that share the
- * buffer with a refcount, on every perl: no malloc or memcpy per string.
+ * shared-key scalars; each answer gets its own scalars pointing to the
+ * same shared string (he_copy): no malloc or memcpy per string.
  */
 #define HE_CONST(s) newSVpvn_share(s "", (I32)(sizeof(s) - 1), 0)
 
@@ -292,26 +292,36 @@ he_av_of(pTHX_ SV **svs, SSize_t n)
     return av;
 }
 
+/*
+ * A new scalar sharing constant c's string: newSVpvn_share() of the
+ * shared string itself, with its hash, finds it in the string table
+ * without hashing or comparing bytes and only counts one more user.
+ * (newSVsv() would malloc and copy: XS code does not get perl's
+ * shared-key copy-on-write from sv_setsv.)
+ */
+#define he_copy(c) \
+    newSVpvn_share(SvPVX(c), (I32)SvCUR(c), SvSHARED_HASH(c))
+
 static SV *
 he_psgi_triple(pTHX_ he_state *st, const he_response *r)
 {
     SV *h[8], *b[1], *res[3];
     int n = 0;
 
-    h[n++] = newSVsv(st->c[C_CTYPE]);
-    h[n++] = newSVsv(st->c[r->body_id == HE_BODY_STATUS ? C_JSON : C_TEXT]);
-    h[n++] = newSVsv(st->c[C_CLEN]);
+    h[n++] = he_copy(st->c[C_CTYPE]);
+    h[n++] = he_copy(st->c[r->body_id == HE_BODY_STATUS ? C_JSON : C_TEXT]);
+    h[n++] = he_copy(st->c[C_CLEN]);
     h[n++] = newSVuv((UV)r->body_len);
-    h[n++] = newSVsv(st->c[C_CACHE]);
-    h[n++] = newSVsv(st->c[C_NOSTORE]);
+    h[n++] = he_copy(st->c[C_CACHE]);
+    h[n++] = he_copy(st->c[C_NOSTORE]);
     if (r->allow_header) {
-        h[n++] = newSVsv(st->c[C_ALLOW]);
-        h[n++] = newSVsv(st->c[C_GETHEAD]);
+        h[n++] = he_copy(st->c[C_ALLOW]);
+        h[n++] = he_copy(st->c[C_GETHEAD]);
     }
     if (r->send_body)
         b[0] = r->body_id == HE_BODY_STATUS
                ? newSVpvn(r->body, r->body_len)
-               : newSVsv(st->c[body_const[r->body_id]]);
+               : he_copy(st->c[body_const[r->body_id]]);
     res[0] = newSViv(r->status);
     res[1] = newRV_noinc((SV *)he_av_of(aTHX_ h, n));
     res[2] = newRV_noinc((SV *)he_av_of(aTHX_ b, r->send_body ? 1 : 0));
