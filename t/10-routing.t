@@ -149,6 +149,50 @@ for my $bad (undef, 'x', [], \'x', sub { 1 }) {
 eval { $app->() };
 like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
 
+# Answers are made once and handed out again while nobody holds or has
+# changed them: whatever a server or middleware does with one must never
+# show in a later one.
+{
+    my $want = sub { [ 200, [ 'Content-Type' => 'text/plain',
+        'Content-Length' => 4, 'Cache-Control' => 'no-store' ], ['pong'] ] };
+    my @mutations = (
+        [ 'a header value set'      => sub { $_[0][1][1] = 'text/html' } ],
+        [ 'a header changed in place' => sub { substr($_[0][1][5], 0, 2) = 'XX' } ],
+        [ 'a header added'          => sub { push @{ $_[0][1] }, 'X-Extra' => 1 } ],
+        [ 'the headers replaced'    => sub { $_[0][1] = [] } ],
+        [ 'the body changed'        => sub { $_[0][2][0] = 'pang' } ],
+        [ 'the body emptied (HEAD middleware)' => sub { $_[0][2] = [] } ],
+        [ 'the status changed'      => sub { $_[0][0] = 500 } ],
+        [ 'the status stringified'  => sub { my $x = "$_[0][0]" } ],
+        [ 'Content-Length numified' => sub { my $x = $_[0][1][3] + 0 } ],
+        [ 'a value made read-only'  => sub { Internals::SvREADONLY($_[0][1][1], 1) } ],
+        [ 'the array blessed'       => sub { bless $_[0][1], 'X' } ],
+        [ 'a value tied'            => sub { tie $_[0][1][5], 'TieOne' } ],
+    );
+    {
+        package TieOne;
+        sub TIESCALAR { bless [], shift } sub FETCH { 'tied' } sub STORE { }
+    }
+    for my $m (@mutations) {
+        my ($what, $do) = @$m;
+        for (1 .. 3) {
+            my $r = req(GET => '/healthz/ping');
+            $do->($r);
+        }
+        is_deeply(req(GET => '/healthz/ping'), $want->(), "after $what: the next ping is exact");
+        my $held = req(GET => '/healthz/ping');
+        my $next = req(GET => '/healthz/ping');
+        is_deeply($next, $want->(), "$what, one answer still held: exact");
+        isnt($next->[1], $held->[1], 'and not the held one');
+        $do->($held);
+        is_deeply(req(GET => '/healthz/ping'), $want->(), "$what to a held one: exact");
+    }
+    my $s1 = req(GET => '/healthz/status');
+    my $s2 = req(HEAD => '/healthz/status');
+    is_deeply($s1->[2], [$OK_NONE], 'status after all that: exact');
+    is_deeply($s2->[2], [], 'HEAD status: empty');
+}
+
 # custom paths: no namespace unless one is named
 {
     my @l;

@@ -237,15 +237,21 @@ typedef enum {                          /* which body: the fixed ones are */
     HE_BODY_STATUS                      /* the status JSON in buf */
 } he_body;
 
+/* Every answer is one of a small fixed set: the fixed bodies, or one of
+ * the 3 x 3 status documents (database, Redis: ok, fail, skipped). */
+#define HE_STATUS_VARIANTS 9
+
 typedef struct {
     int status;                         /* 200, 403, 404, 405, 503 */
     he_body body_id;                    /* also says the content type */
     const char *content_type;
-    const char *body;                   /* points into buf or a constant */
+    const char *body;                   /* a constant: fixed, or one of the
+                                           status documents */
     size_t body_len;                    /* Content-Length, also for HEAD */
     int send_body;                      /* 0 for HEAD */
     int allow_header;                   /* 1: add "Allow: GET, HEAD" */
-    char buf[96];                       /* room for the status JSON */
+    int variant;                        /* which of HE_STATUS_VARIANTS
+                                           status bodies (else 0) */
 } he_response;
 
 /* Fill resp for a request routed to one of our paths.  st is only read for
