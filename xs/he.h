@@ -44,9 +44,17 @@ int he_time_left_ms(double deadline);
 void he_time_wait_error(int w, const char *what, double start,
                         char *err, size_t errlen);
 
-/* ---- configuration (he_config.c) ------------------------------------- */
+/* ---- configuration (he_config.c, he_options.c) ------------------------ */
 
 #include "he_parse.h"
+
+#define HE_DEFAULT_PING "/healthz/ping"
+#define HE_DEFAULT_STATUS "/healthz/status"
+#define HE_DEFAULT_NAMESPACE "/healthz"   /* with the two default paths */
+#define HE_DEFAULT_TIMEOUT 2.0
+#define HE_DEFAULT_CACHE 1.0
+#define HE_REDIS_PORT 6379
+#define HE_SENTINEL_PORT 26379
 
 typedef enum {
     HE_DB_NONE = 0,                     /* no/unknown type: check fails */
