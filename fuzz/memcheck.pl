@@ -5,11 +5,18 @@
 #   MC_REDIS     host:port:password of a live Redis (requirepass)
 #   MC_SQLITE    an SQLite database file;  MC_CLOSED  a port nobody listens on
 #   MC_STALLED   host:port of a peer that accepts and never answers
+#   MC_DIR       a scratch directory for state files (default: a temp dir)
 # Runs without them too (those checks then only fail).  Prints one line
 # per phase; dies on a wrong answer.  The random phase is seeded by
 # MEMCHECK_SEED (42).  Not a test file: plain perl.
+#
+# The checks run in a checker process per state (a private state per
+# wrapper, or a state file shared by wrappers), forked from this one; this
+# process only reads the published result, starts checkers and retires
+# them when a wrapper goes.  Under valgrind only this process is judged.
 use strict;
 use warnings;
+use File::Temp qw(tempdir);
 use RT::Extension::HealthEndpoint;
 
 my $ITER = $ENV{MEMCHECK_ITER} // 10;
@@ -18,7 +25,11 @@ my ($rh, $rp, $rw) = split /:/, $ENV{MC_REDIS} // '127.0.0.1:1:', 3;
 my $closed  = $ENV{MC_CLOSED} // 1;
 my $sqlite  = $ENV{MC_SQLITE} // '/nonexistent.db';
 my $stalled = $ENV{MC_STALLED} // "127.0.0.1:$closed";
+my $dir     = $ENV{MC_DIR} // tempdir(CLEANUP => 1);
 my $E = 'RT::Extension::HealthEndpoint';
+my $n_state = 0;
+sub state_file { "$dir/state" . ++$n_state }
+mkdir "$dir/a-directory";
 
 my $app = sub { [ 200, [ 'Content-Type' => 'text/plain' ], ['app'] ] };
 my $n_logged = 0;
@@ -68,7 +79,7 @@ my @odd = (undef, '', '0', '1', '-1', '0.5', 'nan', '1e999', "\0", "1\0",
     '10.0.0.0/8', '::/0', '127.0.0.1', 'fe80::1%lo', 'Pg', 'SQLite',
     'Oracle', 'mysql', [], {}, \'x', sub { 1 }, 1.5, -0.0, 1e300,
     "/healthz/ping\n", 'GET', 'HEAD', 'get', "GET\0");
-my @keys = qw(ping_path status_path timeout cache_seconds allow_from
+my @keys = qw(ping_path status_path namespace timeout cache_seconds allow_from
               check_redis);
 my @subkeys = qw(type host port name user password extra server sock
                  username database sentinels service);
@@ -108,17 +119,27 @@ for my $i (1 .. $ITER) {
                      database => 'x' } ],
         [ db => 'not a hash', redis => [], allow_from => {} ],
         [ db => { type => 'SQLite', name => 'relative.db' } ],
+        [ namespace => '' ], [ namespace => '/lb/' ], [ namespace => '/Admin' ],
+        [ namespace => '//' ], [ namespace => undef ],
+        [ allow_from => '10.0.0.0/8, 192.168.0.0/255.255.0.0 fe80::1%lo' ],
+        [ allow_from => [ 'bad', [] ] ],
+        [ state_file => state_file() ], [ state_file => 'relative' ],
+        [ state_file => "$dir/a-directory" ],
+        [ state_file => "$dir/no/such/dir/state" ],
     ) {
         my $h = $E->wrap($app, logger => $logger, @$opts);
         my $c = RT::Extension::HealthEndpoint::_effective_config($h);
         die "no config\n" unless $c->{ping_path};
+        RT::Extension::HealthEndpoint::_shared_info($h);
     }
     for my $bad (
         sub { $E->wrap('not code') },
         sub { $E->wrap($app, no_such_option => 1) },
         sub { $E->wrap($app, logger => 'not code') },
         sub { $E->wrap($app, db_check => 'not code') },
-        sub { $E->_new('not code', undef, undef, []) },
+        sub { $E->_new('not code', undef, undef, [], undef) },
+        sub { $E->_new($app, undef, undef, [], "/tmp/nul\0byte") },
+        sub { $E->wrap($app, state_file => "$dir/nul\0byte") },
         sub { RT::Extension::HealthEndpoint::_effective_config($app) },
         sub { RT::Extension::HealthEndpoint::_effective_config('x') },
     ) {
@@ -141,7 +162,17 @@ for my $i (1 .. $ITER) {
     is_status(req($h, PATH_INFO => '/other'), 200, 'pass-through');
     is_status(req($h, PATH_INFO => undef), 200, 'PATH_INFO undef');
     is_status(req($h, PATH_INFO => {}), 200, 'PATH_INFO ref');
-    is_status(req($h, PATH_INFO => "/healthz/ping\0"), 200, 'PATH_INFO NUL');
+    # the namespace /healthz is ours: 404 for any method, 403 first
+    is_status(req($h, PATH_INFO => "/healthz/ping\0"), 404, 'PATH_INFO NUL');
+    is_status(req($h, PATH_INFO => '/healthz'), 404, 'namespace');
+    is_status(req($h, PATH_INFO => '/healthz/x', REQUEST_METHOD => 'HEAD'),
+              404, 'namespace HEAD');
+    is_status(req($h, PATH_INFO => '/healthz/x', REQUEST_METHOD => 'POST'),
+              404, 'namespace POST');
+    is_status(req($h, PATH_INFO => '/healthz/x', REMOTE_ADDR => '10.0.0.1'),
+              403, 'namespace forbidden');
+    is_status(req($h, PATH_INFO => '/healthzx'), 200, 'beside the namespace');
+    is_status(req($h, PATH_INFO => '/HEALTHZ/ping'), 200, 'case: RT\'s');
     my @list = $h->({ %env, PATH_INFO => '/x' });
     $h->({ %env, PATH_INFO => '/x' });                     # void context
     my $dies = $E->wrap(sub { die "app died\n" }, logger => $logger);
@@ -168,8 +199,24 @@ for my $i (1 .. $ITER) {
         my $cached = $E->wrap($app, logger => $logger, cache_seconds => 60,
                               timeout => 5, %o);
         is_status(status($cached), $want, "$name cached") for 1 .. 2;
+        RT::Extension::HealthEndpoint::_shared_info($cached);
         open STDERR, '>&', $saved or die "restore STDERR: $!";
     }
+
+    # two wrappers on one state file share one checker and its result
+    my $file = state_file();
+    my @shared = map {
+        $E->wrap($app, logger => $logger, cache_seconds => 60, timeout => 5,
+                 state_file => $file, db => { type => 'DB2' })
+    } 1 .. 2;
+    is_status(status($_), 503, 'shared state file') for @shared, @shared;
+    my $info = RT::Extension::HealthEndpoint::_shared_info($shared[1]);
+    die "shared state: not the file\n" unless $info->{file};
+    die "shared state: $info->{db_runs} runs\n" unless $info->{db_runs} == 1;
+    # a file's checker follows the server's master (here: whoever started
+    # this script) or a 5-minute lease; it is ours, so it goes now
+    kill 'KILL', $info->{checker_pid} if $info->{checker_pid} > 0;
+    @shared = ();
     print "iteration $i done\n" if $i == 1 || $i == $ITER;
 }
 print "memcheck.pl: $ITER iterations, ", scalar(@status_cases),

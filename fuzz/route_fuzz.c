@@ -5,16 +5,22 @@
  *
  * Proves: no memory error or undefined behaviour for any PATH_INFO /
  * REQUEST_METHOD bytes (NULs, no terminator, any length) or configured
- * paths, and that the answers keep the contract: exact byte matching,
- * case-sensitive methods, only 200/403/405/503, Content-Length equal to the
- * body, a status body made of constant tokens only.
+ * paths and namespace, and that the answers keep the contract: exact byte
+ * matching of the two paths; the namespace (the directory itself or
+ * anything under it, nothing that merely starts with its name) answers
+ * 404 "not found" for any method; everything else passes to RT;
+ * case-sensitive methods; 403 before 404 before 405; only 200, 403, 404,
+ * 405 and 503; Content-Length equal to the body, also for HEAD; a status
+ * body made of constant tokens only.
  *
  * Input layout (all lengths clamped to what is left):
  *   [0] flags: bits 0-1 db result (3 = out of range), bits 2-3 redis
- *       result, bit 4 forbidden, bit 5 custom paths, bits 6-7 unused
+ *       result, bit 4 forbidden, bit 5 custom paths, bit 6 a namespace,
+ *       bit 7 he_config_finish (else only he_config_init: no namespace)
  *   [1] method length m, then m method bytes
  *   if bit 5: one length byte + ping path, one length byte + status path
- *       (set through he_config_set, so they must pass its validation)
+ *   if bit 6: one length byte + namespace
+ *       (all set through he_config_set, so they must pass its validation)
  *   [..] the rest: PATH_INFO, also used for a small status_json buffer size
  *
  * Run through fuzz/run.
@@ -45,6 +51,8 @@ take(const uint8_t **p, size_t *left, size_t n, size_t *outlen)
     if (n > *left)
         n = *left;
     s = malloc(n ? n : 1);
+    if (s == NULL)
+        abort();
     if (n)
         memcpy(s, *p, n);
     *p += n;
@@ -53,15 +61,24 @@ take(const uint8_t **p, size_t *left, size_t n, size_t *outlen)
     return s;
 }
 
-/* Same, NUL-terminated (for he_config_set). */
+/* A length byte, then that many bytes, NUL-terminated (for
+ * he_config_set). */
 static char *
-take_str(const uint8_t **p, size_t *left, size_t n)
+take_str(const uint8_t **p, size_t *left)
 {
+    size_t n = 0;
     char *s;
 
+    if (*left) {
+        n = **p;
+        (*p)++;
+        (*left)--;
+    }
     if (n > *left)
         n = *left;
     s = malloc(n + 1);
+    if (s == NULL)
+        abort();
     memcpy(s, *p, n);
     s[n] = '\0';
     *p += n;
@@ -70,9 +87,10 @@ take_str(const uint8_t **p, size_t *left, size_t n)
 }
 
 static void
-no_warn(void *ctx, const char *msg)
+no_warn(void *ctx, he_level level, const char *msg)
 {
     (void)ctx;
+    (void)level;
     CHECK(msg != NULL && strlen(msg) < HE_ERRLEN);
 }
 
@@ -88,20 +106,26 @@ healthy(he_result r)
     return r == HE_OK || r == HE_SKIPPED;
 }
 
+static int
+is(const char *path, size_t len, const char *want, size_t wlen)
+{
+    return len == wlen && memcmp(path, want, len) == 0;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *p = data;
-    size_t left = size, mlen, plen;
+    size_t left = size, mlen, plen, nsl;
     he_config c;
     he_status st;
     he_response r;
-    he_route route;
+    he_route route, want;
     he_method method;
     char *m, *path, expect[128], small[96];
     uint8_t flags;
     size_t n, cut;
-    int forbidden;
+    int forbidden, under;
 
     if (size < 2)
         return 0;
@@ -114,42 +138,55 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m = take(&p, &left, n, &mlen);
 
     if (flags & 0x20) {
-        char *ping, *status;
+        char *ping = take_str(&p, &left), *status = take_str(&p, &left);
 
-        n = left ? *p++ : 0;
-        left -= left ? 1 : 0;
-        ping = take_str(&p, &left, n);
-        n = left ? *p++ : 0;
-        left -= left ? 1 : 0;
-        status = take_str(&p, &left, n);
         he_config_set(&c, "ping_path", ping, no_warn, NULL);
         he_config_set(&c, "status_path", status, no_warn, NULL);
-        he_config_finish(&c, no_warn, NULL);
         free(ping);
         free(status);
     }
+    if (flags & 0x40) {
+        char *ns = take_str(&p, &left);
+
+        he_config_set(&c, "namespace", ns, no_warn, NULL);
+        free(ns);
+    }
+    if (flags & 0x80)
+        he_config_finish(&c, no_warn, NULL);
     CHECK(c.ping_path && strlen(c.ping_path) == c.ping_len);
     CHECK(c.status_path && strlen(c.status_path) == c.status_len);
-    CHECK(he_config_parse_path(c.ping_path) == 0);
-    CHECK(he_config_parse_path(c.status_path) == 0);
-    CHECK(strcmp(c.ping_path, c.status_path) != 0);
+    CHECK(he_parse_path(c.ping_path) == 0);
+    CHECK(he_parse_path(c.status_path) == 0);
+    if (flags & 0x80)
+        CHECK(strcmp(c.ping_path, c.status_path) != 0);
+    nsl = c.namespace_len;
+    CHECK(c.namespace == NULL ? nsl == 0
+                              : nsl == strlen(c.namespace) && nsl > 1);
+    if (!(flags & 0xe0))                /* defaults, finished or not */
+        CHECK(nsl == 0);
 
     path = take(&p, &left, left, &plen);
 
-    /* routing: exact bytes, nothing else */
+    /* routing: the exact paths, then the namespace, then RT */
     route = he_route_match(&c, path, plen);
-    if (route == HE_ROUTE_PING)
-        CHECK(plen == strlen(c.ping_path)
-              && memcmp(path, c.ping_path, plen) == 0);
-    else if (route == HE_ROUTE_STATUS)
-        CHECK(plen == strlen(c.status_path)
-              && memcmp(path, c.status_path, plen) == 0);
+    under = nsl > 0 && plen >= nsl && memcmp(path, c.namespace, nsl) == 0
+            && (plen == nsl || path[nsl] == '/');
+    if (is(path, plen, c.ping_path, c.ping_len))
+        want = HE_ROUTE_PING;
+    else if (is(path, plen, c.status_path, c.status_len))
+        want = HE_ROUTE_STATUS;
+    else if (under)
+        want = HE_ROUTE_NOT_FOUND;
     else
-        CHECK(route == HE_ROUTE_PASS
-              && !(plen == c.ping_len && !memcmp(path, c.ping_path, plen))
-              && !(plen == c.status_len
-                   && !memcmp(path, c.status_path, plen)));
+        want = HE_ROUTE_PASS;
+    CHECK(route == want);
+    if (plen == 0)
+        CHECK(route == HE_ROUTE_PASS);
     CHECK(he_route_match(&c, NULL, plen) == HE_ROUTE_PASS);
+    /* the root of the site is never ours (a namespace "/" would take it) */
+    if (plen == 1 && path[0] == '/' && !is(path, plen, c.ping_path, c.ping_len)
+        && !is(path, plen, c.status_path, c.status_len))
+        CHECK(route == HE_ROUTE_PASS);
 
     method = he_route_method(m, mlen);
     if (mlen == 3 && memcmp(m, "GET", 3) == 0)
@@ -166,28 +203,36 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st.redis = (he_result)((flags >> 2) & 3);
     forbidden = (flags >> 4) & 1;
     memset(&r, 0x5A, sizeof r);
-    he_response_build(route == HE_ROUTE_PASS ? HE_ROUTE_STATUS : route,
-                      method, forbidden, &st, &r);
-    CHECK(r.status == 200 || r.status == 403 || r.status == 405
-          || r.status == 503);
+    if (route == HE_ROUTE_PASS)
+        route = HE_ROUTE_STATUS;
+    he_response_build(route, method, forbidden, &st, &r);
+    CHECK(r.status == 200 || r.status == 403 || r.status == 404
+          || r.status == 405 || r.status == 503);
     CHECK(r.content_type != NULL && r.body != NULL);
     CHECK(r.body_len == strlen(r.body));
     CHECK(r.allow_header == (r.status == 405));
     if (forbidden)
-        CHECK(r.status == 403);
+        CHECK(r.status == 403 && r.body_id == HE_BODY_FORBIDDEN
+              && strcmp(r.body, "forbidden") == 0);
+    else if (route == HE_ROUTE_NOT_FOUND)
+        CHECK(r.status == 404 && r.body_id == HE_BODY_NOT_FOUND
+              && strcmp(r.body, "not found") == 0
+              && strcmp(r.content_type, "text/plain") == 0);
     else if (method == HE_METHOD_OTHER)
-        CHECK(r.status == 405 && r.send_body);
+        CHECK(r.status == 405 && r.body_id == HE_BODY_NOT_ALLOWED);
+    if (method == HE_METHOD_OTHER)
+        CHECK(r.send_body);
     else
         CHECK(r.send_body == (method == HE_METHOD_GET));
     if (!forbidden && method != HE_METHOD_OTHER
-        && route != HE_ROUTE_PING) {
+        && route == HE_ROUTE_STATUS) {
         snprintf(expect, sizeof expect,
                  "{\"checks\":{\"database\":\"%s\",\"redis\":\"%s\"},"
                  "\"status\":\"%s\"}", result_token(st.db),
                  result_token(st.redis),
                  healthy(st.db) && healthy(st.redis) ? "ok" : "fail");
         CHECK(strcmp(r.body, expect) == 0);
-        CHECK(r.body == r.buf && r.body_len < sizeof r.buf);
+        CHECK(r.body != NULL && r.body_len == strlen(r.body) && r.body_len < 96);
         CHECK(r.status == (healthy(st.db) && healthy(st.redis) ? 200 : 503));
         CHECK(strcmp(r.content_type, "application/json") == 0);
     }

@@ -4,6 +4,9 @@ use strict;
 use warnings;
 use Test::More;
 use File::Temp qw(tempdir);
+use lib 't/lib';
+use HEBuild qw(unavailable);
+use HETest::Servers qw(make_sqlite find_binary);
 use RT::Extension::HealthEndpoint;
 
 my $OK_NONE = '{"checks":{"database":"skipped","redis":"skipped"},"status":"ok"}';
@@ -146,6 +149,50 @@ for my $bad (undef, 'x', [], \'x', sub { 1 }) {
 eval { $app->() };
 like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
 
+# Answers are made once and handed out again while nobody holds or has
+# changed them: whatever a server or middleware does with one must never
+# show in a later one.
+{
+    my $want = sub { [ 200, [ 'Content-Type' => 'text/plain',
+        'Content-Length' => 4, 'Cache-Control' => 'no-store' ], ['pong'] ] };
+    my @mutations = (
+        [ 'a header value set'      => sub { $_[0][1][1] = 'text/html' } ],
+        [ 'a header changed in place' => sub { substr($_[0][1][5], 0, 2) = 'XX' } ],
+        [ 'a header added'          => sub { push @{ $_[0][1] }, 'X-Extra' => 1 } ],
+        [ 'the headers replaced'    => sub { $_[0][1] = [] } ],
+        [ 'the body changed'        => sub { $_[0][2][0] = 'pang' } ],
+        [ 'the body emptied (HEAD middleware)' => sub { $_[0][2] = [] } ],
+        [ 'the status changed'      => sub { $_[0][0] = 500 } ],
+        [ 'the status stringified'  => sub { my $x = "$_[0][0]" } ],
+        [ 'Content-Length numified' => sub { my $x = $_[0][1][3] + 0 } ],
+        [ 'a value made read-only'  => sub { Internals::SvREADONLY($_[0][1][1], 1) } ],
+        [ 'the array blessed'       => sub { bless $_[0][1], 'X' } ],
+        [ 'a value tied'            => sub { tie $_[0][1][5], 'TieOne' } ],
+    );
+    {
+        package TieOne;
+        sub TIESCALAR { bless [], shift } sub FETCH { 'tied' } sub STORE { }
+    }
+    for my $m (@mutations) {
+        my ($what, $do) = @$m;
+        for (1 .. 3) {
+            my $r = req(GET => '/healthz/ping');
+            $do->($r);
+        }
+        is_deeply(req(GET => '/healthz/ping'), $want->(), "after $what: the next ping is exact");
+        my $held = req(GET => '/healthz/ping');
+        my $next = req(GET => '/healthz/ping');
+        is_deeply($next, $want->(), "$what, one answer still held: exact");
+        isnt($next->[1], $held->[1], 'and not the held one');
+        $do->($held);
+        is_deeply(req(GET => '/healthz/ping'), $want->(), "$what to a held one: exact");
+    }
+    my $s1 = req(GET => '/healthz/status');
+    my $s2 = req(HEAD => '/healthz/status');
+    is_deeply($s1->[2], [$OK_NONE], 'status after all that: exact');
+    is_deeply($s2->[2], [], 'HEAD status: empty');
+}
+
 # custom paths: no namespace unless one is named
 {
     my @l;
@@ -188,11 +235,14 @@ like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
 }
 
 # an SQLite file is the simplest real database: ok, then fail once it is gone
-{
+subtest 'SQLite: ok, then fail once the file is gone' => sub {
+    my ($why, $fatal) = unavailable('SQLite',
+        [ sub { eval { require DBD::SQLite; 1 } || find_binary('sqlite3') },
+          'DBD::SQLite or the sqlite3 command, to create a test database' ]);
+    return fail("required under CI=true: $why") if $fatal;
+    plan skip_all => $why if defined $why;
     my $dir = tempdir(CLEANUP => 1);
-    my $file = "$dir/rt.db";
-    system('sqlite3', $file, 'CREATE TABLE t (x INTEGER);') == 0
-        or BAIL_OUT('sqlite3 is needed to create a test database');
+    my $file = make_sqlite("$dir/rt.db");
     my @l;
     my $s = RT::Extension::HealthEndpoint->wrap($inner, cache_seconds => 0,
         db => { type => 'SQLite', name => $file }, logger => sub { push @l, [@_] });
@@ -214,7 +264,7 @@ like($@, qr/PSGI env must be a hash reference/, 'no env croaks clearly');
     is($res->[0], 503, 'HEAD keeps the status');
     is_deeply($res->[2], [], 'HEAD: empty body');
     is($res->[1][3], 64, 'HEAD: Content-Length of the GET body');
-}
+};
 is(scalar @log, 0, 'nothing logged for the clean requests');
 
 done_testing;

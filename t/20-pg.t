@@ -10,7 +10,9 @@ use Test::More;
 use HETest::Servers qw(:all);
 use HETest::Util qw(:all);
 use RT::Extension::HealthEndpoint;
+use HEBuild qw(skip_all_if_omitted);
 
+skip_all_if_omitted('Pg');
 need_server(sub { grep { $_ eq 'Pg' } RT::Extension::HealthEndpoint::backends() },
             'RT::Extension::HealthEndpoint was built without the Pg backend');
 need_server(\&have_postgres,

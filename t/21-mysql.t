@@ -12,7 +12,9 @@ use Test::More;
 use HETest::Servers qw(:all);
 use HETest::Util qw(:all);
 use RT::Extension::HealthEndpoint;
+use HEBuild qw(skip_all_if_omitted);
 
+skip_all_if_omitted('mysql');
 need_server(sub { grep { $_ eq 'mysql' } RT::Extension::HealthEndpoint::backends() },
             'RT::Extension::HealthEndpoint was built without the mysql backend');
 need_server(\&have_mariadb,

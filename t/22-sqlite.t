@@ -14,7 +14,9 @@ use File::Spec;
 use HETest::Servers qw(:all);
 use HETest::Util qw(:all);
 use RT::Extension::HealthEndpoint;
+use HEBuild qw(skip_all_if_omitted);
 
+skip_all_if_omitted('SQLite');
 need_server(sub { grep { $_ eq 'SQLite' } RT::Extension::HealthEndpoint::backends() },
             'RT::Extension::HealthEndpoint was built without the SQLite backend');
 need_server(sub { eval { require DBD::SQLite; 1 } || find_binary('sqlite3') },

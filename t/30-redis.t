@@ -10,7 +10,9 @@ use Test::More;
 use HETest::Servers qw(:all);
 use HETest::Util qw(:all);
 use RT::Extension::HealthEndpoint;
+use HEBuild qw(skip_all_if_omitted);
 
+skip_all_if_omitted('Redis');
 need_server(sub { grep { $_ eq 'Redis' } RT::Extension::HealthEndpoint::backends() },
             'RT::Extension::HealthEndpoint was built without the Redis backend');
 need_server('redis-server', 'redis-server (redis-server package)');

@@ -15,6 +15,7 @@ use Test::More;
 use HETest::Servers qw(:all);
 use HETest::Util qw(:all);
 use RT::Extension::HealthEndpoint;
+use HEBuild qw(skip_all_if_omitted);
 
 my %have = map { $_ => 1 } RT::Extension::HealthEndpoint::backends();
 
@@ -43,6 +44,7 @@ sub ping_is_fast {
 
 sub need_backend {
     my ($b) = @_;
+    skip_all_if_omitted($b);
     need_server(sub { $have{$b} },
                 "RT::Extension::HealthEndpoint was built without the $b backend");
 }

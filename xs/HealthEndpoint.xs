@@ -21,21 +21,34 @@
 
 #define LOG_PREFIX "RT::Extension::HealthEndpoint: "
 
-/* Indexes of the constant strings of our answers, in st->c[]. */
+/* The constant strings of our answers, by index. */
 enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
        C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED, C_NOT_FOUND, C_N };
 
-/* The constant body of each fixed answer (he_body -> c[] index). */
-static const int body_const[] = {
-    C_PONG,                             /* HE_BODY_PONG */
-    C_FORBIDDEN,                        /* HE_BODY_FORBIDDEN */
-    C_NOT_ALLOWED,                      /* HE_BODY_NOT_ALLOWED */
-    C_NOT_FOUND                         /* HE_BODY_NOT_FOUND */
+typedef struct {
+    const char *s;
+    STRLEN len;
+} he_str;
+
+#define HE_STR(s) { s "", sizeof(s) - 1 }
+static const he_str str[C_N] = {
+    HE_STR("Content-Type"), HE_STR("Content-Length"), HE_STR("Cache-Control"),
+    HE_STR("no-store"), HE_STR("Allow"), HE_STR("GET, HEAD"),
+    HE_STR("text/plain"), HE_STR("application/json"), HE_STR("pong"),
+    HE_STR("forbidden"), HE_STR("method not allowed"), HE_STR("not found")
 };
-/* he_body and body_const must agree: HE_BODY_STATUS comes right after
- * the fixed bodies. */
-typedef char he_body_order_check[
-    sizeof body_const / sizeof body_const[0] == HE_BODY_STATUS ? 1 : -1];
+
+/* Every answer is one of a small set (he.h): its slot in st->answer[]. */
+#define HE_ANSWERS (2 * (HE_BODY_STATUS + HE_STATUS_VARIANTS))
+#define HE_ANSWER_SLOT(r) (2 * ((r)->body_id == HE_BODY_STATUS \
+                                ? HE_BODY_STATUS + (r)->variant \
+                                : (int)(r)->body_id) + (r)->send_body)
+
+/* The env keys looked up on every request, by index. */
+enum { K_PATH_INFO, K_METHOD, K_REMOTE_ADDR, K_N };
+static const char *const env_keys[K_N] = {
+    "PATH_INFO", "REQUEST_METHOD", "REMOTE_ADDR"
+};
 
 typedef struct {
     he_config cfg;
@@ -43,9 +56,10 @@ typedef struct {
     SV *app;                            /* the wrapped PSGI app (owned ref) */
     SV *logger;                         /* sub ($level, $message) or NULL */
     SV *db_cb;                          /* Oracle: sub returning true/dying */
-    SV *c[C_N];                         /* constant strings of our answers */
-    U32 path_info_hash;                 /* of "PATH_INFO": every request
-                                           looks it up */
+    SV *k[K_N];                         /* env keys, shared, hashes below */
+    U32 khash[K_N];
+    AV *answer[HE_ANSWERS][2];          /* each answer, twice (a server
+                                           may still hold the last one) */
 } he_state;
 
 /* ---- logging ---------------------------------------------------------- */
@@ -166,8 +180,12 @@ he_state_free(pTHX_ SV *sv, MAGIC *mg)
     SvREFCNT_dec(st->app);
     SvREFCNT_dec(st->logger);
     SvREFCNT_dec(st->db_cb);
-    for (i = 0; i < C_N; i++)
-        SvREFCNT_dec(st->c[i]);
+    for (i = 0; i < K_N; i++)
+        SvREFCNT_dec(st->k[i]);
+    for (i = 0; i < HE_ANSWERS; i++) {
+        SvREFCNT_dec((SV *)st->answer[i][0]);
+        SvREFCNT_dec((SV *)st->answer[i][1]);
+    }
     Safefree(st);
     mg->mg_ptr = NULL;
     return 0;
@@ -193,7 +211,6 @@ he_state_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
     Newxz(st, 1, he_state);
     he_config_copy(&st->cfg, &from->cfg);
     he_instance_setup(st, from->inst.state_path);
-    st->path_info_hash = from->path_info_hash;  /* one hash seed per process */
     st->app = sv_dup_inc(from->app, param);
     st->logger = from->logger ? sv_dup_inc(from->logger, param) : NULL;
     st->db_cb = from->db_cb ? sv_dup_inc(from->db_cb, param) : NULL;
@@ -242,80 +259,164 @@ he_instance_setup(he_state *st, const char *state_path)
 /* ---- the request path -------------------------------------------------- */
 
 /* A plain string value of the env, or NULL (missing, undef, a reference).
- * hash: the key's precomputed hash, or 0 to compute it. */
+ * k: one of st->k[], looked up with its precomputed hash. */
 static const char *
-env_str(pTHX_ HV *env, const char *key, I32 klen, U32 hash, STRLEN *len)
+env_str(pTHX_ he_state *st, HV *env, int k, STRLEN *len)
 {
-    SV **svp = (SV **)hv_common_key_len(env, key, klen, HV_FETCH_JUST_SV,
-                                        NULL, hash);
+    HE *he = hv_fetch_ent(env, st->k[k], 0, st->khash[k]);
+    SV *sv = he ? HeVAL(he) : NULL;
 
-    if (svp == NULL || !SvOK(*svp) || SvROK(*svp))
+    if (sv == NULL || !SvOK(sv) || SvROK(sv))
         return NULL;
-    return SvPV(*svp, *len);
+    return SvPV(sv, *len);
 }
 
-/*
- * The constant strings of our answers are made once per handler as
- * shared-key scalars; each answer gets copies (newSVsv) that share the
- * buffer with a refcount, on every perl: no malloc or memcpy per string.
- */
-#define HE_CONST(s) newSVpvn_share(s "", (I32)(sizeof(s) - 1), 0)
-
+/* The env keys, as shared-key scalars with their hashes: a lookup then
+ * hashes nothing. */
 static void
 he_consts_init(pTHX_ he_state *st)
 {
-    st->c[C_CTYPE] = HE_CONST("Content-Type");
-    st->c[C_CLEN] = HE_CONST("Content-Length");
-    st->c[C_CACHE] = HE_CONST("Cache-Control");
-    st->c[C_NOSTORE] = HE_CONST("no-store");
-    st->c[C_ALLOW] = HE_CONST("Allow");
-    st->c[C_GETHEAD] = HE_CONST("GET, HEAD");
-    st->c[C_TEXT] = HE_CONST("text/plain");
-    st->c[C_JSON] = HE_CONST("application/json");
-    st->c[C_PONG] = HE_CONST("pong");
-    st->c[C_FORBIDDEN] = HE_CONST("forbidden");
-    st->c[C_NOT_ALLOWED] = HE_CONST("method not allowed");
-    st->c[C_NOT_FOUND] = HE_CONST("not found");
+    int i;
+
+    for (i = 0; i < K_N; i++) {
+        st->k[i] = newSVpvn_share(env_keys[i], (I32)strlen(env_keys[i]), 0);
+        PERL_HASH(st->khash[i], env_keys[i], strlen(env_keys[i]));
+    }
 }
 
-/* An array of exactly n elements taken from svs (their references). */
+/* The header fields of answer r, in order, into h (room for 8);
+ * Content-Length is written into clen.  Returns how many. */
+static int
+he_headers(const he_response *r, he_str *h, char *clen, size_t clen_size)
+{
+    int n = 0;
+
+    h[n++] = str[C_CTYPE];
+    h[n++] = str[r->body_id == HE_BODY_STATUS ? C_JSON : C_TEXT];
+    h[n++] = str[C_CLEN];
+    h[n].s = clen;
+    h[n++].len = (STRLEN)my_snprintf(clen, clen_size, "%lu",
+                                     (unsigned long)r->body_len);
+    h[n++] = str[C_CACHE];
+    h[n++] = str[C_NOSTORE];
+    if (r->allow_header) {
+        h[n++] = str[C_ALLOW];
+        h[n++] = str[C_GETHEAD];
+    }
+    return n;
+}
+
+/* An array of n new strings. */
 static AV *
-he_av_of(pTHX_ SV **svs, SSize_t n)
+he_av_of_strs(pTHX_ const he_str *s, int n)
 {
     AV *av = newAV();
+    int i;
 
-    if (n > 0) {
+    if (n > 0)
         av_extend(av, n - 1);
-        Copy(svs, AvARRAY(av), n, SV *);
-        AvFILLp(av) = n - 1;
-    }
+    for (i = 0; i < n; i++)
+        av_push(av, newSVpvn(s[i].s, s[i].len));
     return av;
 }
 
+/* [ status, [ headers ], [ body ] ] for r, made anew. */
+static AV *
+he_build(pTHX_ const he_response *r)
+{
+    he_str h[8], b;
+    char clen[24];
+    int n = he_headers(r, h, clen, sizeof clen);
+    AV *res = newAV();
+
+    b.s = r->body;
+    b.len = r->body_len;
+    av_extend(res, 2);
+    av_push(res, newSViv(r->status));
+    av_push(res, newRV_noinc((SV *)he_av_of_strs(aTHX_ h, n)));
+    av_push(res, newRV_noinc((SV *)he_av_of_strs(aTHX_ &b, r->send_body)));
+    return res;
+}
+
+/* An element nobody else holds and nobody changed: a plain string s. */
+static int
+he_same_str(SV *sv, const he_str *s)
+{
+    return sv != NULL && SvREFCNT(sv) == 1 && SvPOK(sv) && !SvROK(sv)
+        && !SvMAGICAL(sv) && !SvREADONLY(sv) && !SvOBJECT(sv)
+        && SvCUR(sv) == s->len && memcmp(SvPVX(sv), s->s, s->len) == 0;
+}
+
+/* The array in reference rv, if nobody else holds either, with n
+ * elements; else NULL. */
+static AV *
+he_own_av(SV *rv, SSize_t n)
+{
+    AV *av;
+
+    if (rv == NULL || SvREFCNT(rv) != 1 || !SvROK(rv) || SvMAGICAL(rv)
+        || SvREADONLY(rv))
+        return NULL;
+    av = (AV *)SvRV(rv);
+    if (SvTYPE(av) != SVt_PVAV || SvREFCNT(av) != 1 || SvMAGICAL(av)
+        || SvREADONLY(av) || SvOBJECT(av) || AvFILLp(av) != n - 1)
+        return NULL;
+    return av;
+}
+
+/* 1 if res, handed out before, came back as it was: only this handler
+ * holds it or anything in it, and every value is still r's. */
+static int
+he_intact(pTHX_ AV *res, const he_response *r)
+{
+    he_str h[8], b;
+    char clen[24];
+    int n = he_headers(r, h, clen, sizeof clen), i;
+    SV **e, *status;
+    AV *hv, *bv;
+
+    if (SvREFCNT(res) != 1 || SvMAGICAL(res) || SvREADONLY(res)
+        || AvFILLp(res) != 2)
+        return 0;
+    e = AvARRAY(res);
+    status = e[0];
+    if (status == NULL || SvREFCNT(status) != 1 || !SvIOK(status)
+        || SvMAGICAL(status) || SvREADONLY(status) || SvIVX(status) != r->status
+        || (hv = he_own_av(e[1], n)) == NULL
+        || (bv = he_own_av(e[2], r->send_body)) == NULL)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!he_same_str(AvARRAY(hv)[i], &h[i]))
+            return 0;
+    b.s = r->body;
+    b.len = r->body_len;
+    return !r->send_body || he_same_str(AvARRAY(bv)[0], &b);
+}
+
+/*
+ * The PSGI triple for r.  Answers come from a small set, so each is made
+ * once and handed out again while nobody else holds or has changed any
+ * part of it (a server is done with the last one); otherwise this handler
+ * lets go of it and makes a new one.  Public API only, on every perl.
+ */
 static SV *
 he_psgi_triple(pTHX_ he_state *st, const he_response *r)
 {
-    SV *h[8], *b[1], *res[3];
-    int n = 0;
+    AV **pair = st->answer[HE_ANSWER_SLOT(r)];
+    AV *res;
 
-    h[n++] = newSVsv(st->c[C_CTYPE]);
-    h[n++] = newSVsv(st->c[r->body_id == HE_BODY_STATUS ? C_JSON : C_TEXT]);
-    h[n++] = newSVsv(st->c[C_CLEN]);
-    h[n++] = newSVuv((UV)r->body_len);
-    h[n++] = newSVsv(st->c[C_CACHE]);
-    h[n++] = newSVsv(st->c[C_NOSTORE]);
-    if (r->allow_header) {
-        h[n++] = newSVsv(st->c[C_ALLOW]);
-        h[n++] = newSVsv(st->c[C_GETHEAD]);
+    if (pair[0] != NULL && he_intact(aTHX_ pair[0], r)) {
+        res = pair[0];
+    } else if (pair[1] != NULL && he_intact(aTHX_ pair[1], r)) {
+        res = pair[1];
+        pair[1] = pair[0];              /* the one found first next time */
+        pair[0] = res;
+    } else {
+        SvREFCNT_dec((SV *)pair[1]);    /* whoever holds it keeps it */
+        pair[1] = pair[0];
+        res = pair[0] = he_build(aTHX_ r);
     }
-    if (r->send_body)
-        b[0] = r->body_id == HE_BODY_STATUS
-               ? newSVpvn(r->body, r->body_len)
-               : newSVsv(st->c[body_const[r->body_id]]);
-    res[0] = newSViv(r->status);
-    res[1] = newRV_noinc((SV *)he_av_of(aTHX_ h, n));
-    res[2] = newRV_noinc((SV *)he_av_of(aTHX_ b, r->send_body ? 1 : 0));
-    return newRV_noinc((SV *)he_av_of(aTHX_ res, 3));
+    return newRV_inc((SV *)res);
 }
 
 /* Answer one of our paths: no call into the wrapped app. */
@@ -323,14 +424,14 @@ static SV *
 he_answer(pTHX_ he_state *st, HV *env, he_route route)
 {
     STRLEN mlen = 0, alen = 0;
-    const char *m = env_str(aTHX_ env, "REQUEST_METHOD", 14, 0, &mlen);
+    const char *m = env_str(aTHX_ st, env, K_METHOD, &mlen);
     he_method method = he_route_method(m, mlen);
     he_status status = { HE_SKIPPED, HE_SKIPPED };
     he_response resp;
     int forbidden = 0;
 
     if (st->cfg.allow_set) {
-        const char *addr = env_str(aTHX_ env, "REMOTE_ADDR", 11, 0, &alen);
+        const char *addr = env_str(aTHX_ st, env, K_REMOTE_ADDR, &alen);
 
         forbidden = !he_config_addr_allowed(&st->cfg, addr, alen);
     }
@@ -360,7 +461,7 @@ XS_INTERNAL(he_handler)
         croak("RT::Extension::HealthEndpoint: the PSGI env must be a "
               "hash reference");
     env = (HV *)SvRV(ST(0));
-    path = env_str(aTHX_ env, "PATH_INFO", 9, st->path_info_hash, &plen);
+    path = env_str(aTHX_ st, env, K_PATH_INFO, &plen);
     route = he_route_match(&st->cfg, path, plen);
 
     if (route == HE_ROUTE_PASS) {
@@ -491,7 +592,6 @@ _new(class, app, logger, db_cb, pairs, state_file)
     st->logger = he_optional_code(aTHX_ logger);
     st->db_cb = he_optional_code(aTHX_ db_cb);
     he_consts_init(aTHX_ st);
-    PERL_HASH(st->path_info_hash, "PATH_INFO", 9);
     handler = newXS(NULL, he_handler, __FILE__);
     mg = sv_magicext((SV *)handler, NULL, PERL_MAGIC_ext, &he_state_vtbl,
                      (const char *)st, 0);

@@ -44,9 +44,17 @@ int he_time_left_ms(double deadline);
 void he_time_wait_error(int w, const char *what, double start,
                         char *err, size_t errlen);
 
-/* ---- configuration (he_config.c) ------------------------------------- */
+/* ---- configuration (he_config.c, he_options.c) ------------------------ */
 
 #include "he_parse.h"
+
+#define HE_DEFAULT_PING "/healthz/ping"
+#define HE_DEFAULT_STATUS "/healthz/status"
+#define HE_DEFAULT_NAMESPACE "/healthz"   /* with the two default paths */
+#define HE_DEFAULT_TIMEOUT 2.0
+#define HE_DEFAULT_CACHE 1.0
+#define HE_REDIS_PORT 6379
+#define HE_SENTINEL_PORT 26379
 
 typedef enum {
     HE_DB_NONE = 0,                     /* no/unknown type: check fails */
@@ -237,15 +245,21 @@ typedef enum {                          /* which body: the fixed ones are */
     HE_BODY_STATUS                      /* the status JSON in buf */
 } he_body;
 
+/* Every answer is one of a small fixed set: the fixed bodies, or one of
+ * the 3 x 3 status documents (database, Redis: ok, fail, skipped). */
+#define HE_STATUS_VARIANTS 9
+
 typedef struct {
     int status;                         /* 200, 403, 404, 405, 503 */
     he_body body_id;                    /* also says the content type */
     const char *content_type;
-    const char *body;                   /* points into buf or a constant */
+    const char *body;                   /* a constant: fixed, or one of the
+                                           status documents */
     size_t body_len;                    /* Content-Length, also for HEAD */
     int send_body;                      /* 0 for HEAD */
     int allow_header;                   /* 1: add "Allow: GET, HEAD" */
-    char buf[96];                       /* room for the status JSON */
+    int variant;                        /* which of HE_STATUS_VARIANTS
+                                           status bodies (else 0) */
 } he_response;
 
 /* Fill resp for a request routed to one of our paths.  st is only read for

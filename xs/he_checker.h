@@ -61,4 +61,18 @@ he_checker_state he_checker_ensure(he_shm *m, const he_checker_ctx *x,
 /* Ask the checker of m to exit (a private state's owner going away). */
 void he_checker_retire(he_shm *m);
 
+/* ---- a run of the checks (he_run.c), inside the checker -------------- */
+
+typedef struct {
+    he_shared *sh;
+    const he_checker_ctx *x;            /* the checks to run */
+    long checker;                       /* its pid: the children die with it */
+    int lockfd;                         /* the election lock: not theirs */
+} he_run;
+
+/* Run every check once, within x's Timeout: a child process per check that
+ * needs a connection, killed HE_KILL_GRACE_NS after the deadline; then
+ * publish the results in sh and wake the readers. */
+void he_run_checks(const he_run *r);
+
 #endif /* HE_CHECKER_H */

@@ -158,6 +158,7 @@ void he_shm_write_end(he_shared *sh);
 /* ---- small atomics and cross-process waits ------------------------- */
 
 int64_t he_now_ns(void);                /* CLOCK_MONOTONIC */
+void he_sleep_ns(int64_t ns);
 int64_t he_realtime_ns(void);
 
 uint32_t he_load32(const uint32_t *p);

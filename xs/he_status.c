@@ -98,13 +98,15 @@ prepare(he_instance *in, he_log_batch *log)
     return -1;
 }
 
-/* A published result this instance may answer with: it exists, is not
- * from the future (a corrupt file), and ran with our configuration or a
+/* A published result this instance may answer with: it exists, is a
+ * time of this clock (not before its start, not in the future: a corrupt
+ * file; so the age cannot overflow), and ran with our configuration or a
  * newer one. */
 static int
 pub_usable(const he_pub *p, const he_checker_ctx *x, int64_t now)
 {
     return p->check[HE_CHECK_DB].result >= 0
+        && p->check[HE_CHECK_DB].at_ns >= 0
         && p->check[HE_CHECK_DB].at_ns <= now
         && (p->config_hash == x->hash || x->stamp <= p->config_stamp);
 }
@@ -176,8 +178,9 @@ ask(he_instance *in, uint32_t seen, int64_t begun, he_log_batch *log)
     mine = begun + timeout + HE_WAIT_GRACE_NS;
     if (st == HE_CHECKER_STARTED || !he_load32(&sh->running))
         return mine;
-    theirs = he_load64(&sh->run_deadline_ns) + HE_WAIT_GRACE_NS;
-    return theirs < mine ? theirs : mine;   /* never longer than our own */
+    theirs = he_load64(&sh->run_deadline_ns);
+    return theirs < mine - HE_WAIT_GRACE_NS ? theirs + HE_WAIT_GRACE_NS
+                                            : mine; /* never past our own */
 }
 
 /* Wait until a result after seen is published or until passes.  1 if
@@ -197,6 +200,19 @@ wait_result(he_shared *sh, uint32_t seen, int64_t until)
 }
 
 /* ---- log lines --------------------------------------------------------- */
+
+/* NUL-terminate s within len and replace what a log line must not hold:
+ * the checker escapes a peer's text, but the file is input too. */
+static void
+printable(char *s, size_t len)
+{
+    size_t i;
+
+    s[len - 1] = '\0';
+    for (i = 0; s[i]; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            s[i] = '?';
+}
 
 static void
 line_for(he_log_batch *log, const he_pub *p, const char *db_type,
@@ -225,7 +241,7 @@ line_for(he_log_batch *log, const he_pub *p, const char *db_type,
     else
         snprintf(l->text, sizeof l->text, "%s still failing after %.1f s "
                  "(%u failed runs): %s", what,
-                 (double)(now - c->fail_since_ns) / 1e9,
+                 ((double)now - (double)c->fail_since_ns) / 1e9,
                  (unsigned)c->fail_runs, reason);
 }
 
@@ -255,7 +271,7 @@ he_status_logs(he_shared *sh, const he_pub *seen, int64_t now,
                 if (kind[i] == 0)
                     he_store64(&sh->reminded_ns[i], now);
             }
-        } else if (c->result == HE_FAIL && now - reminded >= HE_REMIND_NS
+        } else if (c->result == HE_FAIL && reminded <= now - HE_REMIND_NS
                    && he_cas64(&sh->reminded_ns[i], reminded, now)) {
             kind[i] = 2;
         }
@@ -270,8 +286,8 @@ he_status_logs(he_shared *sh, const he_pub *seen, int64_t now,
             snprintf(reasons[i], sizeof reasons[i], "(reason unavailable)");
     }
     for (i = 0; i < HE_NCHECKS; i++)    /* the file may be corrupt */
-        reasons[i][HE_ERRLEN - 1] = '\0';
-    p.db_type[sizeof p.db_type - 1] = '\0';
+        printable(reasons[i], HE_ERRLEN);
+    printable(p.db_type, sizeof p.db_type);
     for (i = 0; i < HE_NCHECKS; i++)
         if (kind[i] >= 0)
             line_for(log, kind[i] == 2 ? &p : seen, p.db_type, reasons[i], i,
@@ -306,7 +322,7 @@ he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
     he_shared *sh;
     he_pub p;
     uint32_t seq;
-    int64_t now;
+    int64_t now, last;
     int have = 0;
 
     log->n = 0;
@@ -316,7 +332,8 @@ he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
     }
     sh = in->shm.sh;
     now = he_now_ns();
-    if (now - he_load64(&sh->last_read_ns) > HE_NS_PER_S)
+    last = he_load64(&sh->last_read_ns);
+    if (last < now - HE_NS_PER_S || last > now)
         he_store64(&sh->last_read_ns, now);     /* the checker's lease */
     j = he_status_judge(sh, &in->x, now, &p, &seq);
     have = j != HE_JUDGE_NONE;          /* its log lines may still be due */
