@@ -48,6 +48,19 @@ subtest "RT's own pages still work" => sub {
     isnt $r->{content}, 'pong', 'a path that only starts like ours is not ours';
 };
 
+subtest 'a probe with a typo gets 404 from the module, not a session from RT' => sub {
+    my $before = $rt->session_count;
+    for my $p ('/healthz', '/healthz/', '/healthz/ping/', '/healthz/statsu') {
+        my $r = $http->get($rt->url($p));
+        is $r->{status}, 404, "$p: 404";
+        is $r->{content}, 'not found', "$p: the fixed body";
+        ok !exists $r->{headers}{'set-cookie'}, "$p: no Set-Cookie";
+    }
+    is $rt->session_count, $before, 'no session was created';
+    my $r = $http->get($rt->url('/HEALTHZ/PING'));
+    isnt $r->{status}, 404, 'a case variant stays RT\'s';
+};
+
 subtest '1000 probes create no sessions; 20 RT pages create 20' => sub {
     my $before = $rt->session_count;
     my ($bad, $n) = (0, 0);

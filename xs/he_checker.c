@@ -124,6 +124,7 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
                  "process %ld only)", master);
     if (x->set_title != NULL)
         x->set_title(x->title_ctx, title);
+    he_proc_set_title(title);           /* where $0 could not */
     he_proc_set_name("rt-he-checker");  /* after: $0 sets it too */
     he_proc_limit(HE_RUN_DATA_EXTRA, 0);
     take_over(&k);

@@ -123,6 +123,55 @@ he_proc_set_name(const char *name)
 #endif
 }
 
+/*
+ * The command line ps shows is the memory between arg_start and arg_end
+ * (/proc/self/stat, fields 48 and 49): write the title there when what is
+ * there does not start with it yet.  Perl's $0 does this for a perl that
+ * started the process; under mod_perl it only reaches argv[0].
+ */
+void
+he_proc_set_title(const char *title)
+{
+#ifdef __linux__
+    char buf[1024], *p, *area;
+    unsigned long start = 0, end = 0;
+    size_t len, n;
+    ssize_t got;
+    int fd, field;
+
+    if ((fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC)) >= 0) {
+        got = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        n = strlen(title);
+        if (got > 0 && (size_t)got >= n && memcmp(buf, title, n) == 0)
+            return;                     /* $0 did it */
+    }
+    if ((fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC)) < 0)
+        return;
+    got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0)
+        return;
+    buf[got] = '\0';
+    if ((p = strrchr(buf, ')')) == NULL)
+        return;
+    for (field = 2; *p && field < 48; p++)
+        if (*p == ' ')
+            field++;
+    if (sscanf(p, "%lu %lu", &start, &end) != 2 || end <= start)
+        return;
+    area = (char *)start;
+    len = end - start;
+    n = strlen(title);
+    if (n >= len)
+        n = len - 1;
+    memcpy(area, title, n);
+    memset(area + n, '\0', len - n);
+#else
+    (void)title;
+#endif
+}
+
 void
 he_proc_die_with(long parent)
 {

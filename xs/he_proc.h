@@ -23,6 +23,10 @@ void he_proc_reset_signals(void);
  * cpu_seconds (0: unchanged), no core files. */
 void he_proc_limit(uint64_t extra_data, unsigned cpu_seconds);
 
+/* The command line ps shows, where the process's own argv area allows:
+ * for when perl's $0 could not (mod_perl).  Cut to the area's length. */
+void he_proc_set_title(const char *title);
+
 /* The kernel's name of this process (ps -o comm, top), at most 15 bytes. */
 void he_proc_set_name(const char *name);
 

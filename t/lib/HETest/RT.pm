@@ -591,7 +591,9 @@ sub diagnostics {
 #   $rt->check_405($path, $name)
 sub http {
     my $s = shift;
-    return $s->{http} ||= HTTP::Tiny->new(timeout => 15, max_redirect => 0, keep_alive => 1,
+    # no keep-alive: Starman closes an idle connection after 1 s, and a
+    # request sent on it just then fails (HTTP::Tiny does not retry it)
+    return $s->{http} ||= HTTP::Tiny->new(timeout => 15, max_redirect => 0, keep_alive => 0,
         agent => 'hetest/1');
 }
 
