@@ -177,6 +177,11 @@ sub new {
         host      => '127.0.0.1',
         sqlite_name => undef,     # default: absolute path in var/
         quiet     => 0,
+        root_starts => 0,         # root starts rt-server, Starman drops to
+                                  # the server user (--user/--group), and
+                                  # var/ itself is root's, as in a source
+                                  # install: only its log, Mason and
+                                  # session dirs are the user's
         %opt,
     }, $class;
     $self->{inc} ||= [ default_inc() ];
@@ -507,6 +512,10 @@ sub start_rt {
     my $self = shift;
     croak 'RT already running' if $self->rt_running;
     $self->write_config;
+    if ($self->{root_starts} && $> == 0) {     # after rt-setup-database
+        chown 0, 0, "$self->{dir}/var" or croak "chown $self->{dir}/var: $!";
+        chmod 0755, "$self->{dir}/var";
+    }
     # fresh output file per start, but keep RT's log (tests read it)
     unlink $self->server_output_file;
     $self->{log_mark} = -s $self->log_file || 0;
@@ -523,7 +532,9 @@ sub start_rt {
             cmd => [ $^X, $RT_SERVER, '--server', 'Starman',
                      '--host', $host, '--port', $port,
                      '--workers', $self->{workers},
-                     ($self->{webpath} ? ('--webpath', $self->{webpath}) : ()) ],
+                     ($self->{webpath} ? ('--webpath', $self->{webpath}) : ()),
+                     $self->_user_args ],
+            ($self->{root_starts} && $> == 0 ? (as_user => 0) : ()),
             ready => sub { port_open($port, $host)
                            && $http->get($probe)->{status} != 599 },
             ready_timeout => $START_TIMEOUT,
@@ -533,6 +544,15 @@ sub start_rt {
     $self->{rt_pid} = $self->{rt}->pid;     # (tests read it)
     $self->{rt_start_seconds} = time - $t0;
     return 1;
+}
+
+# Starman's own privilege drop, for root_starts.
+sub _user_args {
+    my ($self) = @_;
+    return () unless $self->{root_starts} && $> == 0;
+    my %u = server_user();
+    my $group = getgrgid($u{gid}) // $u{gid};
+    return ('--user', $u{name}, '--group', $group);
 }
 
 sub stop_rt {
