@@ -137,10 +137,18 @@ for my $case ([ 'missing PATH_INFO', {} ],
 is(req([] => '/healthz/ping')->[0], 405, 'ref REQUEST_METHOD: 405');
 is(req(undef, '/healthz/ping')->[0], 405, 'undef REQUEST_METHOD: 405');
 {
-    # a number that stringifies to the path still matches
-    my $num = RT::Extension::HealthEndpoint->wrap($inner, ping_path => '/1');
-    my $p = '/1';
-    is($num->({ REQUEST_METHOD => 'GET', PATH_INFO => $p })->[0], 200, 'plain string');
+    # values perl holds as numbers, or as strings that were used as numbers,
+    # are compared as their strings
+    is($app->({ REQUEST_METHOD => 'GET', PATH_INFO => 42 })->[0], 299,
+       'PATH_INFO a number: compared as "42", passed through');
+    my $p = '/healthz/ping';
+    { no warnings 'numeric'; my $n = $p + 0 }      # now also a number (0)
+    is($app->({ REQUEST_METHOD => 'GET', PATH_INFO => $p })->[0], 200,
+       'PATH_INFO used as a number before: its string still matches');
+    my $m = 'GET';
+    { no warnings 'numeric'; my $n = $m + 0 }
+    is($app->({ REQUEST_METHOD => $m, PATH_INFO => '/healthz/ping' })->[0], 200,
+       'REQUEST_METHOD used as a number before: still GET');
 }
 for my $bad (undef, 'x', [], \'x', sub { 1 }) {
     eval { $app->($bad) };
