@@ -13,9 +13,11 @@ use lib "$FindBin::Bin/lib";
 use HETest::Proc qw(scratch_dir);
 use HETest::Ps qw(checkers wait_for proc_status);
 use HETest::Servers qw(:all);
+use HEBuild qw(skip_all_if_omitted);
 use RT::Extension::HealthEndpoint;
 
 my %built = map { $_ => 1 } RT::Extension::HealthEndpoint::backends();
+skip_all_if_omitted('Pg');
 need_server(sub { $built{Pg} }, 'built without the Pg backend');
 need_server(\&have_postgres, 'PostgreSQL server binaries');
 need_server('starman', 'starman');
