@@ -82,6 +82,31 @@ like($logged[0][1], qr/auto-detection \(off\)/, 'and says so');
 $o = options(DatabaseType => 'Oracle');
 is(ref $o->{db_check}, 'CODE', 'Oracle: checked through DBI');
 
+# $HealthEndpoint_AllowFrom as admins write it, through RT's config
+for my $case (
+    [ '10.0.0.0/8, 192.168.0.0/16' => '10.1.1.1' => 200, '203.0.113.66' => 403 ],
+    [ ['192.168.1.0/255.255.255.0', '::1'] => '192.168.1.9' => 200, '::2' => 403 ],
+    [ '10.0.0.0/33' => '10.0.0.1' => 403, '203.0.113.66' => 403 ],
+    [ { '10.0.0.0/8' => 1 } => '10.0.0.1' => 403, '127.0.0.1' => 403 ],
+    [ undef, '203.0.113.66' => 200, '127.0.0.1' => 200 ],
+) {
+    my ($value, %probe) = @$case;
+    %config = (HealthEndpoint_AllowFrom => $value);
+    @logged = ();
+    my $app = RT::Extension::HealthEndpoint->PSGIWrap($inner);
+    my $shown = ref $value eq 'ARRAY' ? "[@$value]" : ref $value ? 'a hash'
+              : defined $value ? "'$value'" : 'undef';
+    for my $addr (sort keys %probe) {
+        is($app->({ REQUEST_METHOD => 'GET', PATH_INFO => '/healthz/ping',
+                    REMOTE_ADDR => $addr })->[0], $probe{$addr},
+           "AllowFrom $shown from RT's config: $addr gets $probe{$addr}");
+    }
+    if (grep { $_ == 403 } values %probe and !grep { $_ == 200 } values %probe) {
+        ok(grep({ $_->[1] =~ /no valid entry; every client gets 403/ } @logged),
+           "AllowFrom $shown: RT's log says every client is denied");
+    }
+}
+
 # PSGIWrap end to end with this config: answers, logs through RT->Logger
 %config = (DatabaseType => 'SQLite', DatabaseName => '/nonexistent/rt.db',
            HealthEndpoint_CacheSeconds => 0, HealthEndpoint_Timeout => 'x');
