@@ -58,7 +58,8 @@ static const char *const keys[] = {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
-/* RT's top-level directories (he_config.c rt_dirs): never a namespace. */
+/* RT's top-level directories, written out again as the oracle for
+ * he_options.c's rt_dirs: never a namespace. */
 static const char *const rt_dirs[] = {
     "Admin", "Approvals", "Articles", "Asset", "Assets", "Crypt",
     "Dashboards", "Download", "Elements", "Errors", "Group", "Helpers",

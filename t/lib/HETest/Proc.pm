@@ -181,7 +181,7 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep);
 
 our @EXPORT_OK = qw(
-    free_port closed_port port_open server_user server_dir scratch_dir
+    free_port closed_port port_open http_raw server_user server_dir scratch_dir
     remove_dir write_file own slurp log_tail find_binary
     spawn run_cmd fork_server watch unwatch
 );
@@ -387,6 +387,25 @@ sub free_port {
 }
 
 sub closed_port { free_port() }
+
+# Every byte of the answer to one request on a connection of its own
+# (to see that a HEAD answer has no body); "connect failed: ..." if none.
+sub http_raw {
+    my ($host, $port, $method, $path, $timeout) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 10)
+        or return "connect failed: $!";
+    print {$s} "$method $path HTTP/1.1\r\nHost: $host:$port\r\n"
+        . "Connection: close\r\n\r\n";
+    my $buf = '';
+    my $deadline = Time::HiRes::time() + ($timeout // 10);
+    while (Time::HiRes::time() < $deadline) {
+        my $n = sysread($s, my $chunk, 65536);
+        last unless $n;
+        $buf .= $chunk;
+    }
+    return $buf;
+}
 
 sub port_open {
     my ($port, $host) = @_;

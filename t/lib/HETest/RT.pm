@@ -621,18 +621,8 @@ sub http {
 # bytes the server sent (to see that a HEAD response has no body).
 sub raw_request {
     my ($s, $method, $path) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => $s->{host}, PeerPort => $s->{port}, Proto => 'tcp', Timeout => 10)
-        or return "connect failed: $!";
-    my $full = ($s->{webpath} || '') . $path;
-    print {$sock} "$method $full HTTP/1.1\r\nHost: $s->{host}:$s->{port}\r\nConnection: close\r\n\r\n";
-    my $buf = '';
-    my $deadline = time + 10;
-    while (time < $deadline) {
-        my $n = sysread($sock, my $chunk, 65536);
-        last unless $n;
-        $buf .= $chunk;
-    }
-    return $buf;
+    return HETest::Proc::http_raw($s->{host}, $s->{port}, $method,
+                                  ($s->{webpath} || '') . $path);
 }
 
 sub status_body {

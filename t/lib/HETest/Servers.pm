@@ -642,13 +642,19 @@ sub start { Carp::croak("a fake peer cannot be restarted") unless $_[0]{pid}; $_
 
 package HETest::Servers;
 
-sub start_fake_peer {
-    my (%o) = @_;
+# A listening socket on 127.0.0.1, and its port, for a peer of ours.
+sub _peer_socket {
     my $port = free_port();
     my $listen = IO::Socket::INET->new(
         LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
         Listen => 64, ReuseAddr => 1,
     ) or croak "listen on 127.0.0.1:$port: $!";
+    return ($listen, $port);
+}
+
+sub start_fake_peer {
+    my (%o) = @_;
+    my ($listen, $port) = _peer_socket();
     my $parent = $$;
     my $pid = fork_server(stop_signal => 'KILL');
     if ($pid == 0) {
@@ -686,11 +692,7 @@ sub start_stalled_peer { start_fake_peer(@_, reply => undef) }
 # its own (so a handler may stream or sleep as long as it likes).
 sub start_scripted_peer {
     my (%o) = @_;
-    my $port = free_port();
-    my $listen = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
-        Listen => 64, ReuseAddr => 1,
-    ) or croak "listen on 127.0.0.1:$port: $!";
+    my ($listen, $port) = _peer_socket();
     my $parent = $$;
     my $pid = fork_server(stop_signal => 'KILL');
     if ($pid == 0) {

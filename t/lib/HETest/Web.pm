@@ -691,17 +691,7 @@ sub _split_url {
 sub http_raw {
     my ($method, $url) = @_;
     my ($host, $port, $path) = _split_url($url);
-    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp', Timeout => 10)
-        or return "connect failed: $!";
-    print {$s} "$method $path HTTP/1.1\r\nHost: $host:$port\r\nConnection: close\r\n\r\n";
-    my $buf = '';
-    my $deadline = time + 20;
-    while (time < $deadline) {
-        my $n = sysread($s, my $chunk, 65536);
-        last unless $n;
-        $buf .= $chunk;
-    }
-    return $buf;
+    return HETest::Proc::http_raw($host, $port, $method, $path, 20);
 }
 
 sub http_head_raw { return http_raw('HEAD', $_[0]) }
