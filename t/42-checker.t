@@ -124,18 +124,93 @@ subtest 'the checker holds nothing of ours' => sub {
     is $s{VmRSS} =~ /^(\d+)/ && $1 < 200_000 ? 1 : 0, 1, "its RSS: $s{VmRSS}";
     is((split ' ', $s{Uid})[1], $>, 'runs as this process\'s user');
     isnt $s{PPid}, $$, 'double-forked: not our child';
+    my %name = map { my %k = proc_status($_); ($_ => $k{Name} // '') }
+               children_of($pid);
+    my @kids = grep { $name{$_} =~ /^rt-he-/ } keys %name;
+    is scalar(@kids), 1, 'one child process for the one check';
+    is $name{$kids[0]}, 'rt-he-idle', 'it waits for the next run';
     my @fd = fds($pid);
-    my @extra = grep { $_->[1] ne '/dev/null' && $_->[1] ne "$state.lock" } @fd;
-    is_deeply \@extra, [], 'only /dev/null and its lock file are open'
+    my @extra = grep { $_->[1] !~ m{^(?:/dev/null|\Q$state\E\.lock|socket:.*)$} } @fd;
+    is_deeply \@extra, [], 'only /dev/null, its lock file and sockets are open'
         or diag explain \@fd;
-    my $limits = slurp("/proc/$pid/limits");
-    like $limits, qr/^Max data size\s+\d+\s+\d+\s+bytes/m, 'RLIMIT_DATA is set';
-    like $limits, qr/^Max core file size\s+0\s/m, 'no core files';
+    is scalar(grep { $_->[1] =~ /^socket:/ } @fd), 1, 'one socket: the line to its child';
+    my @kfd = grep { $_->[1] !~ m{^(?:/dev/null|socket:.*)$} } fds($kids[0]);
+    is_deeply \@kfd, [], 'the child holds no lock and nothing of ours'
+        or diag explain [fds($kids[0])];
+    for my $p ($pid, $kids[0]) {
+        my $limits = slurp("/proc/$p/limits");
+        like $limits, qr/^Max data size\s+\d+\s+\d+\s+bytes/m, "RLIMIT_DATA is set ($p)";
+        like $limits, qr/^Max core file size\s+0\s/m, "no core files ($p)";
+    }
+    like slurp("/proc/$kids[0]/limits"), qr/^Max cpu time\s+\d+\s/m,
+        'the child has a CPU time limit';
 
     my %after = proc_status($$);
     is $after{Threads}, $before{Threads}, 'this process started no thread';
     close $keep;
     is scalar(fds($$)), scalar(@fd_before), 'and holds no new descriptor';
+};
+
+subtest "a check's child process waits for runs; a failed one is replaced" => sub {
+    my $state = state_file();
+    my ($flag, $slow) = ("$dir/child-ok", "$dir/child-slow");
+    open my $fh, '>', $flag or die; close $fh;
+    my ($app, $log) = app(state_file => $state, db => { type => 'Oracle' },
+                          db_check => sub { sleep 0.02 while -e $slow; -e $flag });
+    my ($code) = status($app);
+    is $code, 200, 'ok';
+    my ($checker) = checkers($state);
+    my $child = sub {                   # the check's live child named $want
+        my ($want) = @_;
+        my @p = grep { my %k = proc_status($_);
+                       ($k{Name} // '') eq ($want // 'rt-he-idle')
+                           && ($k{State} // 'Z') !~ /^[ZX]/ }
+                children_of($checker);
+        return $p[0];
+    };
+    my $first = $child->();
+    ok $first, "the check's child (pid $first)";
+    status($app) for 1 .. 5;
+    is $child->(), $first, 'the same child served 5 more runs';
+
+    unlink $flag;
+    ($code) = status($app);
+    is $code, 503, 'a failed check';
+    my $second = wait_for(1, sub { my $c = $child->(); $c && $c != $first ? $c : undef });
+    ok $second && $second != $first, "a new child after the failure ($second)";
+    ok wait_for(2, sub { !kill 0, $first }), 'the old one is gone';
+
+    open $fh, '>', $flag or die; close $fh;
+    kill 'KILL', $second if $second;
+    ($code) = status($app);
+    is $code, 200, 'a child killed while it waited: the run forks another';
+    my $third = wait_for(1, sub { my $c = $child->(); $c && $c != $second ? $c : undef });
+    ok $third && $third != $second, "a new child ($third)";
+
+    open $fh, '>', $slow or die; close $fh;
+    my $pid = fork // die;
+    if (!$pid) { my ($c) = status($app); POSIX::_exit($c == 503 ? 0 : 1) }
+    my $busy = wait_for(2, sub { $child->('rt-he-database') });
+    ok $busy, 'a run under way, its child named rt-he-database';
+    my $t0 = time;
+    kill 'KILL', $busy if $busy;
+    waitpid $pid, 0;
+    is $?, 0, 'a child killed in the middle of its check: 503';
+    cmp_ok time - $t0, '<', 0.9, 'at once, not at the deadline';
+    like slurp($log), qr/database check failed \(Oracle, [\d.]+ s\): the check process ended without a result during /,
+        'the log says the check process ended';
+    unlink $slow;
+
+    # HE_CHILD_RUNS: a child serves at most 100 runs
+    ($code) = status($app);
+    is $code, 200, 'ok again';
+    my $fresh = wait_for(1, $child);
+    my $runs = 1;                       # the run just answered
+    $runs++, status($app) while $runs < 99;
+    is $child->(), $fresh, 'the same child after 99 runs';
+    status($app);
+    my $next = wait_for(1, sub { my $c = $child->(); $c && $c != $fresh ? $c : undef });
+    ok $next && $next != $fresh, 'a new one after the 100th';
 };
 
 subtest 'a killed checker is replaced; never two at once' => sub {

@@ -14,8 +14,9 @@
  *     the `wanted` futex.  It exits when asked to retire, when its master
  *     (the server process whose worker started it) is gone, when no
  *     reader came for HE_LEASE_NS, or when the state file was replaced.
- *   - A run (he_run.c) forks one child per check, kills what overstays
- *     its deadline, and publishes the results.
+ *   - A run (he_run.c) hands each check to its child process (waiting
+ *     from the run before), kills what overstays its deadline, and
+ *     publishes the results.
  * Nothing here returns to Perl in a forked process; a child only ever
  * ends with _exit().
  */
@@ -126,12 +127,9 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
         x->set_title(x->title_ctx, title);
     he_proc_set_title(title);           /* where $0 could not */
     he_proc_set_name("rt-he-checker");  /* after: $0 sets it too */
-    he_proc_limit(HE_RUN_DATA_EXTRA, 0);
+    he_proc_limit(HE_RUN_DATA_EXTRA);
     take_over(&k);
-    run.sh = k.sh;
-    run.x = x;
-    run.checker = k.self;
-    run.lockfd = lockfd;
+    he_run_init(&run, k.sh, x, k.self, lockfd);
     for (;;) {
         now = he_now_ns();
         he_store64(&k.sh->heartbeat_ns, now);
@@ -142,6 +140,7 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
             he_run_checks(&run);
             continue;
         }
+        he_run_reap(&run);
         he_wait_word(&k.sh->wanted, w, HE_TICK_NS);
     }
 }

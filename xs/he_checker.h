@@ -5,8 +5,8 @@
  * result (he_status.c) and, when it is too old, asks the checker for a
  * run.  The checker is started by whichever worker finds none alive (it
  * wins an flock on the state's .lock file), double-forked so that it
- * outlives that worker, and forks one child per check and run, killed
- * when it overstays its deadline.
+ * outlives that worker, and has one child process per check, which waits
+ * for runs and is killed when it overstays a deadline.
  */
 #ifndef HE_CHECKER_H
 #define HE_CHECKER_H
@@ -64,15 +64,31 @@ void he_checker_retire(he_shm *m);
 /* ---- a run of the checks (he_run.c), inside the checker -------------- */
 
 typedef struct {
+    long pid;                           /* 0: none */
+    int fd;                             /* the checker's end of its socket */
+    int64_t kill_at;                    /* checking: killed then if still on */
+} he_child;
+
+typedef struct {
     he_shared *sh;
     const he_checker_ctx *x;            /* the checks to run */
     long checker;                       /* its pid: the children die with it */
     int lockfd;                         /* the election lock: not theirs */
+    he_child idle[HE_NCHECKS];          /* waiting for the next run */
+    he_child busy[HE_NCHECKS];          /* checking, or ended until reaped */
 } he_run;
 
-/* Run every check once, within x's Timeout: a child process per check that
- * needs a connection, killed HE_KILL_GRACE_NS after the deadline; then
- * publish the results in sh and wake the readers. */
-void he_run_checks(const he_run *r);
+/* Set r up in the checker and fork the children of its first run. */
+void he_run_init(he_run *r, he_shared *sh, const he_checker_ctx *x,
+                 long checker, int lockfd);
+
+/* Run every check once, within x's Timeout, each that needs a connection
+ * in its child process (waiting from an earlier run, or forked now),
+ * killed HE_KILL_GRACE_NS after the deadline; publish the results in sh,
+ * wake the readers, and fork the children that ended. */
+void he_run_checks(he_run *r);
+
+/* Reap the last run's children that have exited since (no waiting). */
+void he_run_reap(he_run *r);
 
 #endif /* HE_CHECKER_H */

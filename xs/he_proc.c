@@ -95,7 +95,7 @@ data_size(void)
 }
 
 void
-he_proc_limit(uint64_t extra_data, unsigned cpu_seconds)
+he_proc_limit(uint64_t extra_data)
 {
     struct rlimit rl;
     uint64_t now = data_size();
@@ -106,11 +106,21 @@ he_proc_limit(uint64_t extra_data, unsigned cpu_seconds)
         rl.rlim_cur = rl.rlim_max = (rlim_t)(now + extra_data);
         setrlimit(RLIMIT_DATA, &rl);
     }
-    if (cpu_seconds > 0) {
-        rl.rlim_cur = cpu_seconds;
-        rl.rlim_max = cpu_seconds + 1;  /* SIGXCPU first, then SIGKILL */
-        setrlimit(RLIMIT_CPU, &rl);
-    }
+}
+
+void
+he_proc_limit_cpu(unsigned seconds)
+{
+    struct rlimit rl;
+    struct rusage ru;
+    rlim_t want;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0 || getrlimit(RLIMIT_CPU, &rl) != 0)
+        return;
+    want = (rlim_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1 + seconds;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max
+                  ? rl.rlim_max : want;
+    setrlimit(RLIMIT_CPU, &rl);
 }
 
 void

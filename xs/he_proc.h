@@ -19,9 +19,13 @@ void he_proc_close_fds(int keep);
  * (a peer that goes away is an error code, not a death). */
 void he_proc_reset_signals(void);
 
-/* RLIMIT_DATA at the current data size plus extra bytes, RLIMIT_CPU at
- * cpu_seconds (0: unchanged), no core files. */
-void he_proc_limit(uint64_t extra_data, unsigned cpu_seconds);
+/* RLIMIT_DATA at the current data size plus extra bytes, no core files. */
+void he_proc_limit(uint64_t extra_data);
+
+/* The soft RLIMIT_CPU at the CPU time used so far plus seconds (SIGXCPU
+ * then ends the process); the hard limit stays, so that a process that
+ * lives on can move it again. */
+void he_proc_limit_cpu(unsigned seconds);
 
 /* The command line ps shows, where the process's own argv area allows:
  * for when perl's $0 could not (mod_perl).  Cut to the area's length. */

@@ -496,9 +496,12 @@ whose heartbeat is 2 s old, is replaced by the next status request.
 
 =item A run
 
-It forks one child per check, with C<RLIMIT_DATA> at its size plus 64 MiB
-and C<RLIMIT_CPU>, and kills a child still running 200 ms after the
-deadline.  A resolver that hangs, a stalled TLS handshake, a peer
+Each check runs in a child process of the checker (C<rt-he-database>,
+C<rt-he-redis>; C<rt-he-idle> while it waits for the next run), with
+C<RLIMIT_DATA> at its size plus 64 MiB and C<RLIMIT_CPU>; a child still
+checking 200 ms after the deadline is killed.  A child serves another run
+only after a passed check, and at most 100 runs; it is forked before the
+run that needs it, so that a run does not wait for a fork.  A resolver that hangs, a stalled TLS handshake, a peer
 announcing a reply of two billion elements, a SCRAM derivation of 2**31
 rounds: none holds CPU, memory or a descriptor past the deadline + 1 s,
 and none touches RT's processes.  An SQLite check never opens RT's file in

@@ -88,13 +88,15 @@ sub mappers {
     return @sorted;
 }
 
-# The run children of a checker (rt-he-database, rt-he-redis).
+# The live children of a checker checking (rt-he-database, rt-he-redis);
+# with $idle those waiting for a run (rt-he-idle) too.
 sub run_children {
-    my ($checker) = @_;
+    my ($checker, $idle) = @_;
+    my $names = $idle ? qr/^rt-he-(?:database|redis|idle)$/
+                      : qr/^rt-he-(?:database|redis)$/;
     return grep {
         my %s = proc_status($_);
-        ($s{Name} // '') =~ /^rt-he-(?:database|redis)$/
-            && ($s{State} // '') !~ /^[ZX]/
+        ($s{Name} // '') =~ $names && ($s{State} // '') !~ /^[ZX]/
     } children_of($checker);
 }
 
