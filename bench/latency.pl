@@ -11,8 +11,9 @@
 # order) so that all of them see the same machine and servers:
 #   floor.pg, floor.redis  bench/floor.c: libpq connect+SELECT 1+close,
 #                          hiredis connect+PING+close (blocking C, no threads)
-#   ours                   GET /healthz/status through our XSUB, both checks
-#                          (they run concurrently on threads), cache_seconds 0
+#   ours                   GET /healthz/status through our XSUB, cache_seconds
+#                          0: both checks, at the same time, in the checker's
+#                          child processes
 #   perl                   the same request through bench/PurePerlWrapper.pm:
 #                          DBI/DBD::Pg connect+SELECT 1+disconnect, then
 #                          Redis.pm connect+PING+QUIT
@@ -26,6 +27,7 @@ use lib "$FindBin::Bin", "$FindBin::Bin/lib";
 
 use Getopt::Long qw(GetOptions);
 use HEBench qw(percentile result now_us);
+use POSIX ();
 use Time::HiRes ();
 use PurePerlWrapper;
 use RT::Extension::HealthEndpoint;
@@ -82,6 +84,29 @@ my @floor_cmd = ($floor, '--pg-host', $pg{host}, '--pg-port', $pg{port},
 my %s;                                  # series => [microseconds...]
 my %cpu;                                # series => [CPU seconds, calls]
 sub cpu_now { Time::HiRes::clock_gettime(Time::HiRes::CLOCK_PROCESS_CPUTIME_ID()) }
+# CPU seconds of the checker, its live check processes and the ones it
+# reaped (/proc: utime, stime, cutime, cstime in clock ticks).
+my $HZ = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+sub proc_ticks {
+    my ($pid, $reaped) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $line = <$fh> // return 0;
+    my @f = split ' ', substr($line, rindex($line, ')') + 2);
+    return $f[11] + $f[12] + ($reaped ? $f[13] + $f[14] : 0);
+}
+sub checker_cpu {
+    my $pid = RT::Extension::HealthEndpoint::_shared_info($ours)->{checker_pid}
+        or return 0;
+    my $ticks = proc_ticks($pid, 1);
+    opendir my $d, '/proc' or return $ticks / $HZ;
+    for my $k (grep { /^\d+$/ } readdir $d) {
+        open my $fh, '<', "/proc/$k/stat" or next;
+        my $line = <$fh> // next;
+        my ($ppid) = substr($line, rindex($line, ')') + 2) =~ /^\S+ (\d+)/;
+        $ticks += proc_ticks($k, 0) if $ppid && $ppid == $pid;
+    }
+    return $ticks / $HZ;
+}
 sub children_cpu { my @t = times; $t[2] + $t[3] }
 my %series = (
     floor => sub {
@@ -97,14 +122,15 @@ my %series = (
         $cpu{floor}[1] += $per;
     },
     ours => sub {
-        my $c0 = cpu_now();             # all threads of this process
+        # this process (the reader) plus the checker and its children
+        my $c0 = cpu_now() + checker_cpu();
         for (1 .. $per) {
             my $t = now_us();
             my $r = $ours->($env);
             push @{ $s{ours} }, now_us() - $t;
             die "ours: status $r->[0]\n@logged\n" unless $r->[0] == 200;
         }
-        $cpu{ours}[0] += cpu_now() - $c0;
+        $cpu{ours}[0] += cpu_now() + checker_cpu() - $c0;
         $cpu{ours}[1] += $per;
     },
     perl => sub {
