@@ -11,7 +11,8 @@
 # app wrapped by RT::Extension::HealthEndpoint).  Cases:
 #   bare   GET /healthz/ping  on bare.psgi (the app answers every path)
 #   bare2  GET /healthz/ping  on the second bare.psgi (A/A control)
-#   pt     GET /Ticket/Display.html on ours.psgi: not our path, pass-through
+#   pt     GET /healthy/pong on ours.psgi: not our path (outside /healthz;
+#          the length of /healthz/ping, so the bare app parses the same bytes)
 #   ping   GET /healthz/ping  on ours.psgi: answered by the module
 # and with --pureperl also pp_pt / pp_ping on bench/pureperl.psgi.  The
 # request lines have the same length and the answers the same headers
@@ -94,10 +95,10 @@ sub url { "http://127.0.0.1:$server{$_[0]}{port}$_[1]" }
 my @cases = (
     [bare  => 'bare',  url(bare => '/healthz/ping')],
     ($CALLGRIND ? () : [bare2 => 'bare2', url(bare2 => '/healthz/ping')]),
-    [pt    => 'ours',  url(ours => '/Ticket/Display.html')],
+    [pt    => 'ours',  url(ours => '/healthy/pong')],
     [ping  => 'ours',  url(ours => '/healthz/ping')],
     ($PUREPERL ? (
-        [pp_pt   => 'pureperl', url(pureperl => '/Ticket/Display.html')],
+        [pp_pt   => 'pureperl', url(pureperl => '/healthy/pong')],
         [pp_ping => 'pureperl', url(pureperl => '/healthz/ping')],
     ) : ()),
 );

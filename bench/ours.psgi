@@ -1,5 +1,5 @@
 # bench/ours.psgi - bench/bare.psgi wrapped by RT::Extension::HealthEndpoint.
-# GET /Ticket/Display.html (or any path not ours) is the pass-through case,
+# GET /healthy/pong (or any path not ours) is the pass-through case,
 # GET /healthz/ping the ping.  When bench/run passes database and Redis
 # coordinates (HEBENCH_PG_*, HEBENCH_REDIS) they are configured too, as in
 # production; the ping and the pass-through never use them.
