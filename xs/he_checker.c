@@ -149,9 +149,13 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
 
 /* Take the election lock.  Returns its descriptor (the caller hands it to
  * the checker and closes its own copy), or -1 when another process holds
- * it (err empty) or it cannot be opened (err set). */
+ * it (err empty) or it cannot be opened (err set).  A holder that is on
+ * its way out (killed, retiring) lets go within milliseconds: try again a
+ * few times, unless a checker newer than generation gen has taken over
+ * meanwhile (another worker won: waiting for it would only delay this
+ * request). */
 static int
-elect(he_shm *m, char *err, size_t errlen)
+elect(he_shm *m, uint32_t gen, char *err, size_t errlen)
 {
     int fd, i;
 
@@ -169,7 +173,9 @@ elect(he_shm *m, char *err, size_t errlen)
                      strerror(errno));
             break;
         }
-        he_sleep_ns(5 * HE_NS_PER_MS);     /* a dying holder lets go soon */
+        if (he_load32(&m->sh->checker_gen) != gen)
+            break;
+        he_sleep_ns(5 * HE_NS_PER_MS);
     }
     close(fd);
     return -1;
@@ -211,6 +217,7 @@ he_checker_ensure(he_shm *m, const he_checker_ctx *x, char *err,
     /* fresh: within HE_STALE_NS, and not from the future (a corrupt file;
      * a tick ahead is a live checker that wrote after we read the clock) */
     int alive = pid > 0 && beat > now - HE_STALE_NS && beat <= now + HE_TICK_NS;
+    uint32_t gen = he_load32(&sh->checker_gen);
     int fd = -1;
 
     /* a checker killed a moment ago still has a fresh heartbeat: ask the
@@ -230,7 +237,7 @@ he_checker_ensure(he_shm *m, const he_checker_ctx *x, char *err,
         kill((pid_t)pid, SIGKILL);
     }
     if (m->is_file) {
-        fd = elect(m, err, errlen);
+        fd = elect(m, gen, err, errlen);
         if (fd < 0 && err[0] != '\0')
             return HE_CHECKER_ERROR;
         if (fd < 0)
