@@ -652,13 +652,28 @@ sub _peer_socket {
     return ($listen, $port);
 }
 
-sub start_fake_peer {
+# A peer process on its own loopback port: serve->($listen, $parent) runs
+# in it (SIGPIPE ignored) until the test process is gone.
+sub _peer {
     my (%o) = @_;
     my ($listen, $port) = _peer_socket();
     my $parent = $$;
     my $pid = fork_server(stop_signal => 'KILL');
     if ($pid == 0) {
         $SIG{PIPE} = 'IGNORE';
+        $o{serve}->($listen, $parent);
+        POSIX::_exit(0);
+    }
+    close $listen;
+    return HETest::Servers::Peer->_new(name => $o{name},
+        host => '127.0.0.1', port => $port, pid => $pid, stop_signal => 'KILL');
+}
+
+sub start_fake_peer {
+    my (%o) = @_;
+    return _peer(name => defined $o{reply} ? 'fake peer' : 'stalled peer',
+                 serve => sub {
+        my ($listen, $parent) = @_;
         my $sel = IO::Select->new($listen);
         my @keep;                       # stalled connections stay open
         my $until = time + 900;         # stops by itself in any case
@@ -676,14 +691,7 @@ sub start_fake_peer {
                 syswrite $fh, $o{reply};
             }
         }
-        POSIX::_exit(0);
-    }
-    close $listen;
-    return HETest::Servers::Peer->_new(
-        name => defined $o{reply} ? 'fake peer' : 'stalled peer',
-        host => '127.0.0.1', port => $port, pid => $pid,
-        stop_signal => 'KILL',
-    );
+    });
 }
 
 sub start_stalled_peer { start_fake_peer(@_, reply => undef) }
@@ -692,11 +700,8 @@ sub start_stalled_peer { start_fake_peer(@_, reply => undef) }
 # its own (so a handler may stream or sleep as long as it likes).
 sub start_scripted_peer {
     my (%o) = @_;
-    my ($listen, $port) = _peer_socket();
-    my $parent = $$;
-    my $pid = fork_server(stop_signal => 'KILL');
-    if ($pid == 0) {
-        $SIG{PIPE} = 'IGNORE';
+    return _peer(name => 'scripted peer', serve => sub {
+        my ($listen, $parent) = @_;
         open STDOUT, '>', '/dev/null';  # a test harness waits for its holders
         open STDERR, '>', '/dev/null';
         my $sel = IO::Select->new($listen);
@@ -713,11 +718,7 @@ sub start_scripted_peer {
             1 while waitpid(-1, WNOHANG) > 0;
         }
         kill 'KILL', -$$;               # the handlers, with us
-        POSIX::_exit(0);
-    }
-    close $listen;
-    return HETest::Servers::Peer->_new(name => 'scripted peer',
-        host => '127.0.0.1', port => $port, pid => $pid, stop_signal => 'KILL');
+    });
 }
 
 # A "PostgreSQL" that lies, over the real protocol: refuses SSL/GSS, then
