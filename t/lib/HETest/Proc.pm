@@ -182,7 +182,7 @@ use Time::HiRes qw(sleep);
 
 our @EXPORT_OK = qw(
     free_port closed_port port_open http_raw server_user server_dir scratch_dir
-    remove_dir write_file own slurp log_tail find_binary
+    remove_dir write_file own slurp log_tail find_binary nginx_temp_paths
     spawn run_cmd fork_server watch unwatch
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -282,6 +282,15 @@ sub server_user {
     }
     my $name = getpwuid($>) // $>;
     return (name => $name, uid => $>, gid => (split ' ', $))[0]);
+}
+
+# The lines of an http { } block that keep a private nginx's temporary
+# files in $dir: run as nobody, nginx cannot create the compiled-in ones
+# under /var/lib/nginx (root's, empty after the package is installed).
+sub nginx_temp_paths {
+    my ($dir) = @_;
+    return join '', map { "    ${_}_temp_path $dir;\n" }
+                    qw(client_body proxy fastcgi uwsgi scgi);
 }
 
 sub own {

@@ -903,9 +903,7 @@ error_log $dir/nginx-error.log;
 events { worker_connections 256; }
 http {
     access_log off;
-    client_body_temp_path $dir;
-    fastcgi_temp_path $dir;
-    upstream fcgi {
+@{[ HETest::Proc::nginx_temp_paths($dir) ]}    upstream fcgi {
 @{[ map { "        server 127.0.0.1:$_;\n" } @{ $self->{ports} } ]}    }
     server {
         listen 127.0.0.1:$self->{port};

@@ -634,12 +634,7 @@ error_log $dir/logs/error.log warn;
 events { worker_connections 256; }
 http {
     access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-
+@{[ HETest::Proc::nginx_temp_paths("$dir/tmp") ]}
     # Debian's example as it is
     server {
         listen 127.0.0.1:$port;
