@@ -294,6 +294,43 @@ subtest 'a newer configuration takes over; an older one reads its results' => su
     is_deeply [ checkers($state) ], [$second], 'and leaves its checker alone';
 };
 
+subtest 'in the middle of a run: the master dies, a newer configuration comes' => sub {
+    my $peer = start_fake_peer(reply => undef);        # accepts, never answers
+    my $stalled = { type => 'Pg', host => '127.0.0.1', port => $peer->port,
+                    name => 'x', user => 'x' };
+
+    my $state = state_file();
+    my ($app) = app(state_file => $state, timeout => 10, db => $stalled);
+    my $master = fork // die;
+    if (!$master) {                          # a server master and its worker
+        my $worker = fork // die;
+        if (!$worker) { status($app); POSIX::_exit(0) }
+        sleep 60;
+        POSIX::_exit(0);
+    }
+    my $busy = wait_for(3, sub { my ($c) = checkers($state); $c && run_children($c) ? $c : undef });
+    ok $busy, 'a run under way (Timeout 10 s, a peer that never answers)';
+    kill 'KILL', $master;
+    waitpid $master, 0;
+    my $t0 = time;
+    ok wait_for(3, sub { !checkers($state) }), 'the master killed: the checker exits';
+    cmp_ok time - $t0, '<=', 2, sprintf 'within 2 s, not at the end of the run (%.2f s)',
+        time - $t0;
+
+    $state = state_file();
+    my ($old) = app(state_file => $state, timeout => 2, db => $stalled);
+    my $pid = fork // die;
+    if (!$pid) { status($old); POSIX::_exit(0) }
+    ok wait_for(3, sub { my ($c) = checkers($state); $c && run_children($c) }),
+        'an older configuration\'s run under way';
+    sleep 0.01;
+    my ($new) = app(db_ok(), state_file => $state);
+    my ($code, undef, $took) = status($new);
+    is $code, 200, 'the newer configuration answers with its own check';
+    cmp_ok $took, '<', 1, sprintf 'without waiting for the old run (%.2f s)', $took;
+    waitpid $pid, 0;
+};
+
 subtest 'state file problems: one log line, then a checker per process' => sub {
     my @cases = (
         [ symlink => sub { symlink "$dir/elsewhere", $_[0] or die } =>

@@ -76,6 +76,17 @@ should_exit(he_checker *k, int64_t now)
     return he_shm_replaced(k->m);
 }
 
+/* A run's watch: go at once when it is time, without waiting for the run
+ * (the children die with us). */
+static void
+watch_run(void *ctx, int64_t now)
+{
+    he_checker *k = ctx;
+
+    if (should_exit(k, now))
+        checker_exit(k);
+}
+
 /* Publish who we are.  A writer that died inside the change counter left
  * it odd: make it even again (the next run republishes everything). */
 static void
@@ -129,7 +140,7 @@ checker_main(he_shm *m, const he_checker_ctx *x, long master, int lockfd)
     he_proc_set_name("rt-he-checker");  /* after: $0 sets it too */
     he_proc_limit(HE_RUN_DATA_EXTRA);
     take_over(&k);
-    he_run_init(&run, k.sh, x, k.self, lockfd);
+    he_run_init(&run, k.sh, x, k.self, lockfd, watch_run, &k);
     for (;;) {
         now = he_now_ns();
         he_store64(&k.sh->heartbeat_ns, now);
@@ -252,6 +263,14 @@ he_checker_ensure(he_shm *m, const he_checker_ctx *x, char *err,
     if (fd >= 0)
         close(fd);                      /* never LOCK_UN: that frees ours */
     return HE_CHECKER_STARTED;
+}
+
+int
+he_checker_gone(he_shm *m)
+{
+    long pid = (long)(int32_t)he_load32((uint32_t *)&m->sh->checker_pid);
+
+    return pid <= 0 || !he_proc_alive(pid, m->sh->checker_starttime);
 }
 
 void

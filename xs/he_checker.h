@@ -21,6 +21,7 @@
 #define HE_SUSPECT_NS (1 * HE_NS_PER_S)         /* late: does it live? */
 #define HE_STALE_NS (2 * HE_NS_PER_S)           /* no heartbeat: replace */
 #define HE_KILL_GRACE_NS (200 * HE_NS_PER_MS)   /* overdue run: kill */
+#define HE_RUN_WATCH_NS (50 * HE_NS_PER_MS)     /* a run: retire, master? */
 #define HE_LEASE_NS (300 * HE_NS_PER_S)         /* no reader: exit */
 #define HE_RUN_DATA_EXTRA (64ULL << 20)         /* RLIMIT_DATA headroom */
 
@@ -58,6 +59,9 @@ typedef enum {
 he_checker_state he_checker_ensure(he_shm *m, const he_checker_ctx *x,
                                    char *err, size_t errlen);
 
+/* 1 when no checker is alive for m (none yet, or its process is gone). */
+int he_checker_gone(he_shm *m);
+
 /* Ask the checker of m to exit (a private state's owner going away). */
 void he_checker_retire(he_shm *m);
 
@@ -76,11 +80,17 @@ typedef struct {
     int lockfd;                         /* the election lock: not theirs */
     he_child idle[HE_NCHECKS];          /* waiting for the next run */
     he_child busy[HE_NCHECKS];          /* checking, or ended until reaped */
+    void (*watch)(void *ctx, int64_t now);  /* the checker's own watch, */
+    void *watch_ctx;                    /* at least every HE_TICK_NS of a run */
 } he_run;
 
-/* Set r up in the checker and fork the children of its first run. */
+/* Set r up in the checker and fork the children of its first run.  A run
+ * calls watch(watch_ctx, now) while it waits for them: the checker may
+ * exit there (its master gone, asked to retire), and its children die with
+ * it. */
 void he_run_init(he_run *r, he_shared *sh, const he_checker_ctx *x,
-                 long checker, int lockfd);
+                 long checker, int lockfd,
+                 void (*watch)(void *ctx, int64_t now), void *watch_ctx);
 
 /* Run every check once, within x's Timeout, each that needs a connection
  * in its child process (waiting from an earlier run, or forked now),

@@ -187,8 +187,8 @@ child_main(const he_run *k, int id, int fd)
 
     he_proc_die_with(k->checker);
     he_proc_limit(HE_RUN_DATA_EXTRA);
+    he_proc_set_name("rt-he-idle");
     for (runs = 1;; runs++) {
-        he_proc_set_name("rt-he-idle");
         do
             n = read(fd, &deadline, sizeof deadline);
         while (n < 0 && errno == EINTR);
@@ -199,6 +199,9 @@ child_main(const he_run *k, int id, int fd)
         he_proc_limit_cpu((unsigned)k->x->cfg->timeout + 1);
         said = run_check(k, id, deadline) != HE_FAIL && runs < HE_CHILD_RUNS
                ? READY : EXITING;
+        /* Renamed before READY so that whoever reads it sees it idle. */
+        if (said == READY)
+            he_proc_set_name("rt-he-idle");
         if (send(fd, &said, 1, MSG_NOSIGNAL) != 1 || said == EXITING)
             _exit(0);
     }
@@ -367,14 +370,16 @@ wait_children(he_run *k, int *running, char *said, int64_t kill_at,
     for (;;) {
         now = he_now_ns();
         he_store64(&k->sh->heartbeat_ns, now);
+        if (k->watch != NULL)
+            k->watch(k->watch_ctx, now);
         for (left = 0, i = 0; i < n; i++)
             left += pf[i].fd >= 0;
         if (left == 0 || now >= kill_at)
             return;
         for (i = 0; i < n; i++)
             pf[i].revents = 0;
-        if (poll(pf, (nfds_t)n, (int)(((kill_at - now) < HE_TICK_NS
-                                        ? kill_at - now : HE_TICK_NS)
+        if (poll(pf, (nfds_t)n, (int)(((kill_at - now) < HE_RUN_WATCH_NS
+                                        ? kill_at - now : HE_RUN_WATCH_NS)
                                        / HE_NS_PER_MS) + 1) <= 0)
             continue;
         for (i = 0; i < n; i++) {
@@ -496,7 +501,8 @@ publish(const he_run *k, int64_t start, int64_t deadline)
 
 void
 he_run_init(he_run *k, he_shared *sh, const he_checker_ctx *x, long checker,
-            int lockfd)
+            int lockfd, void (*watch)(void *ctx, int64_t now),
+            void *watch_ctx)
 {
     int i;
 
@@ -505,6 +511,8 @@ he_run_init(he_run *k, he_shared *sh, const he_checker_ctx *x, long checker,
     k->x = x;
     k->checker = checker;
     k->lockfd = lockfd;
+    k->watch = watch;
+    k->watch_ctx = watch_ctx;
     for (i = 0; i < HE_NCHECKS; i++)
         k->idle[i].fd = k->busy[i].fd = -1;
     prepare_children(k);

@@ -183,18 +183,27 @@ ask(he_instance *in, uint32_t seen, int64_t begun, he_log_batch *log)
                                             : mine; /* never past our own */
 }
 
-/* Wait until a result after seen is published or until passes.  1 if
- * one was. */
+/*
+ * Wait for a result after seen, at most until the deadline ask() gave.
+ * Every HE_REASK_NS a waiter looks whether the checker it waits for is
+ * still there: one killed, crashed or retiring in the middle of the run
+ * is replaced now, not when the request's deadline has passed.  1 if a
+ * result was published.
+ */
 static int
-wait_result(he_shared *sh, uint32_t seen, int64_t until)
+wait_result(he_instance *in, uint32_t seen, int64_t begun, he_log_batch *log)
 {
-    int64_t left;
+    he_shared *sh = in->shm.sh;
+    int64_t until = ask(in, seen, begun, log), left;
 
     while (he_load32(&sh->result_seq) == seen) {
         left = until - he_now_ns();
         if (left <= 0)
             return 0;
-        he_wait_word(&sh->result_seq, seen, left);
+        he_wait_word(&sh->result_seq, seen, left < HE_REASK_NS ? left
+                                                             : HE_REASK_NS);
+        if (he_load32(&sh->result_seq) == seen && he_checker_gone(&in->shm))
+            until = ask(in, seen, begun, log);
     }
     return 1;
 }
@@ -315,6 +324,29 @@ he_status_judge(he_shared *sh, const he_checker_ctx *x, int64_t now,
     return HE_JUDGE_WAIT;
 }
 
+/*
+ * Ask for a run after seq and wait for a result this instance may answer
+ * with, within the request's own deadline (it began at begun).  A result
+ * of an older configuration (the checker being replaced finished its run
+ * first) asks once more.  1 with the result in p.
+ */
+static int
+wait_usable(he_instance *in, he_pub *p, uint32_t *seq, int64_t begun,
+            he_log_batch *log)
+{
+    he_shared *sh = in->shm.sh;
+    int tries;
+
+    for (tries = 0; tries < 2; tries++) {
+        if (!wait_result(in, *seq, begun, log)
+            || he_shm_read(sh, p, NULL, seq) != 0)
+            return 0;
+        if (pub_usable(p, &in->x, he_now_ns()))
+            return 1;
+    }
+    return 0;
+}
+
 void
 he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
 {
@@ -341,9 +373,7 @@ he_instance_answer(he_instance *in, he_status *out, he_log_batch *log)
         he_status_of_pub(&p, out);      /* at once */
         if (j == HE_JUDGE_REFRESH)
             (void)ask(in, seq, now, log);
-    } else if (wait_result(sh, seq, ask(in, seq, now, log))
-               && he_shm_read(sh, &p, NULL, &seq) == 0
-               && pub_usable(&p, &in->x, he_now_ns())) {
+    } else if (wait_usable(in, &p, &seq, now, log)) {
         he_status_of_pub(&p, out);
         have = 1;
     } else {

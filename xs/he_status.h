@@ -13,6 +13,7 @@
 #include "he_shared.h"
 
 #define HE_WAIT_GRACE_NS (20 * HE_NS_PER_MS)    /* past a run's deadline */
+#define HE_REASK_NS (100 * HE_NS_PER_MS)        /* a waiter looks again */
 #define HE_REMIND_NS (60 * HE_NS_PER_S)         /* "still failing" */
 
 /* Lines for RT's log that this process has won the right to write. */
