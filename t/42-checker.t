@@ -13,6 +13,7 @@ use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 use HETest::Ps qw(:all);
+use HEBuild qw(need_backend);
 use HETest::Servers qw(start_fake_peer);
 use RT::Extension::HealthEndpoint;
 
@@ -390,7 +391,7 @@ subtest 'each turn is logged once for the instance' => sub {
 };
 
 subtest "a peer's text cannot forge a log line" => sub {
-    plan skip_all => 'no Redis backend' unless $built{Redis};
+    need_backend('Redis') or return;
     my $peer = start_fake_peer(reply => "-ERR evil\n[error]: forged\r\n");
     my ($app, $log) = app(redis => { server => $peer->addr });
     my ($code) = status($app);

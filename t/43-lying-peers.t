@@ -12,11 +12,11 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
 use HETest::Ps qw(:all);
+use HEBuild qw(need_backend);
 use HETest::Servers qw(start_scripted_peer start_fake_pg);
 use RT::Extension::HealthEndpoint;
 
 plan skip_all => 'needs Linux /proc' unless -r '/proc/self/status';
-my %built = map { $_ => 1 } RT::Extension::HealthEndpoint::backends();
 my $TIMEOUT = 1;
 sub stream_forever {
     my ($c) = @_;
@@ -53,7 +53,7 @@ my %peer = (
 for my $name (sort keys %peer) {
     my ($backend, $serve) = @{ $peer{$name} };
     subtest $name => sub {
-        plan skip_all => "$backend backend not built" unless $built{$backend};
+        need_backend($backend) or return;
         my $port = $serve->()->port;
         my @conf = $backend eq 'Redis'
             ? (redis => { server => "127.0.0.1:$port" })

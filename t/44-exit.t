@@ -10,11 +10,11 @@ use FindBin;
 use POSIX ();
 use Test::More;
 use lib "$FindBin::Bin/lib";
+use HEBuild qw(need_backend);
 use HETest::Servers qw(start_fake_pg);
 use RT::Extension::HealthEndpoint;
 
-my %built = map { $_ => 1 } RT::Extension::HealthEndpoint::backends();
-plan skip_all => 'Pg backend not built' unless $built{Pg};
+need_backend('Pg') or do { done_testing; exit 1 };
 
 # SCRAM with enough iterations that libpq derives the key for seconds
 my $pg = start_fake_pg(scram_iterations => 20_000_000);

@@ -19,6 +19,10 @@ package HEBuild;
 #       ($reason, $fatal), $fatal when CI=true and the reason is not a
 #       deliberate omission.  Each [$ok, $why] is one more requirement
 #       (a code ref that returns true when met).
+#   need_backend($b)         true if $b can be tested; if not, plan
+#                            skip_all (the current test or subtest), or,
+#                            when unavailable() calls it fatal, fail and
+#                            return false: the caller returns or exits.
 #
 # Names are as RT::Extension::HealthEndpoint::backends() gives them: Pg,
 # mysql, SQLite, Redis.
@@ -30,7 +34,8 @@ use Exporter qw(import);
 use File::Spec ();
 use Test::More ();
 
-our @EXPORT_OK = qw(build_info omitted built skip_all_if_omitted unavailable);
+our @EXPORT_OK = qw(build_info omitted built skip_all_if_omitted unavailable
+                    need_backend);
 
 my $INFO;
 
@@ -84,6 +89,15 @@ sub unavailable {
         return ($why, $ci) unless $ok->();
     }
     return;
+}
+
+sub need_backend {
+    my ($name) = @_;
+    my ($why, $fatal) = unavailable($name);
+    return 1 unless defined $why;
+    Test::More::plan(skip_all => $why) unless $fatal;
+    Test::More::fail("$why (under CI=true a skip is a failure)");
+    return 0;
 }
 
 1;
