@@ -176,6 +176,14 @@ like($@, qr/logger must be a code reference/, 'logger must be code');
     my $res = get($a, '/healthz/status');
     is($res->[0], 503, 'a dying logger does not break the answer');
     is($@, 'before', '$@ preserved');
+    # nor does it break wrap, where bad values are logged
+    my @warned;
+    local $SIG{__WARN__} = sub { push @warned, @_ };
+    my $w = eval { RT::Extension::HealthEndpoint->wrap($inner,
+        redis => 'not a hash', logger => sub { die "logger broke\n" }) };
+    ok($w, 'a logger that dies while wrap logs: wrap still returns');
+    like(join('', @warned), qr/redis: expected a hash reference.*logger failed: logger broke/s,
+         'and the message goes to warn');
 }
 
 # allowlist: 403 and nothing checked for others
@@ -272,6 +280,10 @@ like($@, qr/logger must be a code reference/, 'logger must be code');
          'an unknown db key is logged');
     like(join("\n", map { $_->[1] } @$log), qr/WebSessionProperties\{sever\}: unknown setting/,
          'an unknown redis key is logged');
+    ($app, $cfg, $log) = build(redis => { enabled => 0, auto => 0 });
+    is($cfg->{redis_enabled}, 1, 'redis keys cannot reach the internal enabled/auto');
+    is(scalar(grep { $_->[1] =~ /WebSessionProperties\{(?:auto|enabled)\}: unknown setting/ } @$log),
+       2, 'they are unknown settings, logged');
 }
 
 # the cache: a result younger than CacheSeconds is answered as it is; one

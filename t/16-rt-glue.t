@@ -79,6 +79,34 @@ is(redis_enabled(HealthEndpoint_CheckRedis => 'yes'), 0,
    'invalid CheckRedis, no Redis sessions: off');
 like($logged[0][1], qr/auto-detection \(off\)/, 'and says so');
 
+# Only the keys that say where Redis is: the rest tunes RT's own client,
+# and none can reach the internal redis.auto / redis.enabled
+$o = options(WebSessionClass => 'Apache::Session::Redis',
+    WebSessionProperties => { server => '10.0.0.5:6380', reconnect => 60,
+                              every => 1000, auto => 0, enabled => 0 });
+is_deeply($o->{redis}, { server => '10.0.0.5:6380' },
+          "WebSessionProperties: only server, sock, password, ... are read");
+is(redis_enabled(WebSessionClass => 'Apache::Session::Redis',
+    WebSessionProperties => { enabled => 0, auto => 0, reconnect => 60 }), 1,
+   'an "enabled" or "auto" key there cannot switch the check off');
+is(scalar(grep { $_->[1] =~ /unknown setting/ } @logged), 0,
+   'and nothing is logged for them');
+
+# $HealthEndpoint_StateFile: relative to what? The default instead.
+{
+    local $RT::MasonDataDir = '/var/cache/rt-test/mason_data';
+    for my $bad ('healthendpoint.state', '') {
+        $o = options(HealthEndpoint_StateFile => $bad);
+        is($o->{state_file}, '/var/cache/rt-test/mason_data/healthendpoint.state',
+           "StateFile '$bad': the default is used");
+        like(join("\n", map { $_->[1] } @logged),
+             qr/\$HealthEndpoint_StateFile '\Q$bad\E' is not an absolute path; using /,
+             'and RT\'s log names the option');
+    }
+    $o = options(HealthEndpoint_StateFile => '/srv/rt/he.state');
+    is($o->{state_file}, '/srv/rt/he.state', 'an absolute StateFile is used');
+}
+
 $o = options(DatabaseType => 'Oracle');
 is(ref $o->{db_check}, 'CODE', 'Oracle: checked through DBI');
 
@@ -127,5 +155,11 @@ like($logged[-1][1], qr/database check failed \(SQLite/, 'failure in RT log');
     my $same = RT::Extension::HealthEndpoint->PSGIWrap($inner);
     is($same, $inner, 'the app is returned unwrapped');
     like($logged[0][1], qr/disabled, the wrapped app is used as is: broken/, 'and why is logged');
+    local *RT::Extension::HealthEndpoint::wrap
+        = sub { die "RT::Extension::HealthEndpoint: wrap: bad\n" };
+    @logged = ();
+    RT::Extension::HealthEndpoint->PSGIWrap($inner);
+    is($logged[0][1], 'RT::Extension::HealthEndpoint: disabled, the wrapped '
+       . 'app is used as is: wrap: bad', 'the prefix once, no newline');
 }
 done_testing;

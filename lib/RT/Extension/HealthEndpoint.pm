@@ -28,7 +28,14 @@ sub wrap {
     _need_code($opt{logger}, 'logger', 1);
     _need_code($opt{db_check}, 'db_check', 1);
     my $logger = $opt{logger} || sub { warn "[$_[0]] $_[1]\n" };
-    my $log = sub { $logger->($_[0], $PREFIX . $_[1]) };
+    # a logger that dies must not take the wrapper down with it
+    my $log = sub {
+        my ($level, $message) = ($_[0], $PREFIX . $_[1]);
+        local $@;
+        return if eval { $logger->($level, $message); 1 };
+        chomp(my $err = $@);
+        warn "[$level] $message (logger failed: $err)\n";   # as the C side
+    };
 
     my @pairs;
     for my $k (qw(ping_path status_path namespace timeout cache_seconds)) {
@@ -85,6 +92,10 @@ sub _db_pairs {
             (map { ("db.extra.$_" => $extra->{$_}) } sort keys %$extra));
 }
 
+# The keys of a redis hash the check uses (Redis.pm's names).
+my %REDIS_KEYS = map { $_ => 1 }
+    qw(server sock username password database sentinels service);
+
 # check_redis: undef means "when a redis hash is given" (redis.auto); 0, 1
 # or anything else is for C to accept or reject.
 sub _redis_pairs {
@@ -93,7 +104,10 @@ sub _redis_pairs {
     my @pairs = ('redis.auto' => ($redis ? 1 : 0), 'redis.enabled' => $check);
     return @pairs unless $redis;
     for my $k (sort keys %$redis) {
-        if ($k eq 'sentinels') {
+        if (!$REDIS_KEYS{$k}) {
+            # never passed on: redis.auto and redis.enabled are internal
+            $log->('warning', "WebSessionProperties{$k}: unknown setting ignored");
+        } elsif ($k eq 'sentinels') {
             my $s = $redis->{sentinels};
             push @pairs, map { ('redis.sentinel' => $_) }
                 ref $s eq 'ARRAY' ? @$s : defined $s ? ($s) : ();
@@ -122,6 +136,8 @@ sub PSGIWrap {
     my $wrapped = eval { $class->wrap($app, $class->_options_from_rt) };
     return $wrapped if $wrapped;
     my $err = $@ || 'unknown error';
+    chomp $err;
+    $err =~ s/^\Q$PREFIX\E//;
     _rt_log('error', "${PREFIX}disabled, the wrapped app is used as is: $err");
     return $app;
 }
@@ -162,12 +178,17 @@ sub _options_from_rt {
     $opt{namespace} = $ns if defined $ns;
     # One state per RT instance: beside Mason's cache, which the web user
     # can write in every layout (VarPath itself is root's in source installs)
-    $opt{state_file} = _rt_get('HealthEndpoint_StateFile');
-    if (!defined $opt{state_file} && defined $RT::MasonDataDir) {
-        require File::Spec;
-        $opt{state_file}
-            = File::Spec->catfile($RT::MasonDataDir, 'healthendpoint.state');
+    require File::Spec;
+    my $state = _rt_get('HealthEndpoint_StateFile');
+    my $default = defined $RT::MasonDataDir
+        ? File::Spec->catfile($RT::MasonDataDir, 'healthendpoint.state') : undef;
+    if (defined $state && !File::Spec->file_name_is_absolute($state)) {
+        # relative to what? Each server has its own working directory
+        _rt_log('error', "${PREFIX}\$HealthEndpoint_StateFile '$state' is not "
+            . 'an absolute path; using ' . ($default // 'no state file'));
+        $state = undef;
     }
+    $opt{state_file} = $state // $default;
 
     my $type = _rt_get('DatabaseType');
     my $name = _rt_get('DatabaseName');
@@ -199,7 +220,11 @@ sub _options_from_rt {
     # when the admin asks for the Redis check by hand
     if ($auto || (defined $check && $check eq '1')) {
         my $props = _rt_get('WebSessionProperties');
-        $opt{redis} = ref $props eq 'HASH' ? $props : {};
+        # only where Redis is; the rest (reconnect, every, ...) tunes RT's
+        # own client and means nothing to a check
+        $opt{redis} = { map { ($_ => $props->{$_}) }
+                        grep { $REDIS_KEYS{$_} }
+                        ref $props eq 'HASH' ? keys %$props : () };
     }
     return %opt;
 }
@@ -359,8 +384,9 @@ The documentation of an installed plugin is read from its directory:
     man -M /opt/rt6/local/plugins/RT-Extension-HealthEndpoint/man RT::Extension::HealthEndpoint
 
 To uninstall, remove the C<Plugin(...)> line, then the plugin directory
-(F<< <plugin dir>/RT-Extension-HealthEndpoint >>), clear the Mason cache
-and restart RT.  C<make uninstall> is no help for a plugin install, which
+(F<< <plugin dir>/RT-Extension-HealthEndpoint >>) and the state files
+(F<$MasonDataDir/healthendpoint.state*>), clear the Mason cache and
+restart RT.  C<make uninstall> is no help for a plugin install, which
 writes no F<.packlist>; for a F<site_perl> install it lists the installed
 files from the F<.packlist> (current MakeMaker no longer deletes them).
 
@@ -386,12 +412,14 @@ to the login page counts as success for Kubernetes, and creates a
 session).  With custom paths no directory is claimed unless named here;
 C<''> claims none even with the default paths.  One of RT's own top-level
 directories (C</NoAuth>, C</REST>, C</static>, C</Helpers>,
-C</SelfService>, C</m>, C</Admin>, ...) is refused at startup.  Case
+C</SelfService>, C</m>, C</Admin>, ...) is refused at startup (logged;
+no directory is claimed then).  Case
 variants and C<//> prefixes stay RT's.
 
 =item C<$HealthEndpoint_Timeout> (default 2)
 
-Seconds, fractions allowed, above 0 and at most 300.  The deadline for the
+Seconds, fractions allowed, above 0 and at most 300 (a value outside
+that range is logged and the default used).  The deadline for the
 whole status check: connect, authentication and query of each backend.
 Below 10 ms a warning is logged: no check over a network finishes in that
 time.
@@ -404,7 +432,7 @@ an older one (or none yet) makes the request ask for a run and wait for
 it, at most until its deadline.  Fractions allowed.  C<0>: every status
 request joins the run in progress or starts one, and waits for its end
 (workers then wait, up to C<Timeout>).  However many requests come, there
-is at most one run at a time for the whole instance.
+is at most one run at a time for the whole instance.  At most 3600.
 
 =item C<$HealthEndpoint_CheckRedis> (default undef)
 
@@ -416,8 +444,10 @@ C<%WebSessionProperties>: C<server> (C<host:port>, default
 C<127.0.0.1:6379>, C<[::1]:6379> for IPv6) or C<sock> (a unix socket),
 C<username> and C<password> (AUTH; the ACL form when a username is set),
 C<database> (SELECT), and C<sentinels> with C<service> (the sentinels are
-asked for the master, which is then checked).  A replica answers C<PING>,
-so it reports C<ok>.
+asked for the master, which is then checked).  Only these keys are read;
+the others (C<reconnect>, C<every>, C<cnx_timeout>, ...) tune RT's own
+client and are left alone.  A replica answers C<PING>, so it reports
+C<ok>.
 
 =item C<$HealthEndpoint_AllowFrom> (default: no allowlist)
 
@@ -438,7 +468,8 @@ trust C<X-Forwarded-For>.
 =item C<$HealthEndpoint_StateFile> (default F<$MasonDataDir/healthendpoint.state>)
 
 The file through which every process of the instance shares the result
-and elects the checker (with F<I<file>.lock> beside it).  It must be on a
+and elects the checker (with F<I<file>.lock> beside it).  An absolute
+path (a relative one, or C<''>, is logged and the default used), on a
 local file system, in a directory the web server's user can write (Mason's
 data directory is, in Debian's package and in source installs, where
 C<$VarPath> itself belongs to root).  Created once with mode 0600; never
@@ -478,20 +509,24 @@ FastCGI processes alike).
 =item Who starts it
 
 Whichever process needs a run and finds no live checker wins an C<flock>
-on the F<.lock> file and forks it (twice, so that the server's master or
-init reaps it), so it runs as that worker's user, RT's web user.  It
-closes every descriptor it inherited, resets the signal handlers, never
-returns to Perl (no destructors, no C<END> blocks), and shows as
-C<rt-healthendpoint checker (FILE)> in C<ps>.
+on the F<.lock> file and forks it (twice, so that it is no worker's child:
+init, or the nearest subreaper, reaps it when it exits), so it runs as
+that worker's user, RT's web user.  It closes every descriptor it
+inherited, resets the signal handlers, never returns to Perl (no
+destructors, no C<END> blocks), and shows as
+C<rt-healthendpoint checker (FILE)> in C<ps -ef>; its kernel name, which
+C<ps -o comm> and C<pgrep> match, is C<rt-he-checker>.
 
 =item How long it lives
 
 It survives the worker that started it.  It exits within 2 s of the
-server's master process (Starman's, Apache's), when nobody read the state
-for 5 minutes (the case without a master, such as C<spawn-fcgi -F N>),
-when the state file is replaced, and when a process with a newer
-configuration or module version takes over: a reload of the FastCGI
-processes takes effect at their first status request.  One that dies, or
+server's master process (Starman's, Apache's), in the middle of a run
+too; when no status request read the state for 5 minutes (this lease
+holds everywhere, and is what ends it where there is no master, such as
+C<spawn-fcgi -F N>); when the state file is replaced; and when a process
+with a newer configuration or module version takes over, also in the
+middle of a run: a reload of the FastCGI processes takes effect at their
+first status request.  One that dies, or
 whose heartbeat is 2 s old, is replaced by the next status request.
 
 =item A run
@@ -501,7 +536,9 @@ C<rt-he-redis>; C<rt-he-idle> while it waits for the next run), with
 C<RLIMIT_DATA> at its size plus 64 MiB and C<RLIMIT_CPU>; a child still
 checking 200 ms after the deadline is killed.  A child serves another run
 only after a passed check, and at most 100 runs; it is forked before the
-run that needs it, so that a run does not wait for a fork.  A resolver that hangs, a stalled TLS handshake, a peer
+run that needs it, so that a run does not wait for a fork.  The first run
+of a new child still pays the client library's start-up (OpenSSL's
+configuration, for one).  A resolver that hangs, a stalled TLS handshake, a peer
 announcing a reply of two billion elements, a SCRAM derivation of 2**31
 rounds: none holds CPU, memory or a descriptor past the deadline + 1 s,
 and none touches RT's processes.  An SQLite check never opens RT's file in
@@ -509,11 +546,13 @@ RT's process, where closing it would drop RT's own POSIX locks.
 
 =item Without a usable state file
 
-A file of another owner, writable by group or others, a symbolic link, or
-in a directory the process cannot write: one line in RT's log says why,
-and each process runs a checker of its own.  RT always starts.  A process
-that builds RT's app as root (a server that drops privileges later)
-leaves the file to its first worker.  Outside RT, C<wrap> without
+A file of another owner, writable by group or others, a symbolic link,
+not a regular file, a path that is not absolute, or in a directory the
+process cannot write: one line in RT's log says why (one per worker when
+the master runs as root and leaves the file to them), and each process
+runs a checker of its own.  RT always starts.  A process that builds RT's
+app as root (a server that drops privileges later) leaves the file to its
+first worker.  Outside RT, C<wrap> without
 C<state_file> gives each process its own checker.
 
 =back
@@ -556,8 +595,8 @@ C<fail> too.
 
 =item C<redis>, C<check_redis>
 
-C<redis> takes the C<%WebSessionProperties> keys above (an unknown key is
-logged).  C<check_redis> C<0> never checks, C<1> always does; undef checks
+C<redis> takes the C<%WebSessionProperties> keys above (any other key is
+logged and ignored).  C<check_redis> C<0> never checks, C<1> always does; undef checks
 when C<redis> is given.
 
 =item C<state_file>
@@ -574,7 +613,9 @@ C<warn>.
 
 C<wrap> dies, naming the argument, for a caller's mistake: an unknown
 option, an app, C<logger> or C<db_check> that is not a code reference
-(blessed ones are fine).  Every bad I<value> is logged instead.
+(blessed ones are fine; an object that only overloads C<&{}> is not: pass
+C<< sub { $obj->(@_) } >>).  Every bad I<value> is logged instead.  A
+C<logger> that dies is caught; the message then goes to C<warn>.
 
 =head1 RESPONSES
 
@@ -644,9 +685,47 @@ At startup: where the state is, and whether it is in use.
 
 =item C<the state file cannot be used (WHY); each process runs its own checker> (error)
 
-Another owner, a symbolic link, writable by others, no write access to
-the directory: fix WHY (or set C<$HealthEndpoint_StateFile>) and restart.
-The endpoints work meanwhile, with a checker per process.
+Another owner, a symbolic link, writable by others, not a regular file,
+not absolute, no write access to the directory: fix WHY (or set
+C<$HealthEndpoint_StateFile>) and restart.  The endpoints work meanwhile,
+with a checker per process.
+
+=item C<$HealthEndpoint_StateFile 'PATH' is not an absolute path; using DEFAULT> (error)
+
+Relative to what: each server has its own working directory.
+
+=item C<cannot set up the health state (WHY); every status check reports fail> (error)
+
+Not even a private state could be mapped (out of memory): the status
+answers C<503> until the process is restarted; ping is unaffected.
+
+=item C<cannot start the checker: ...> (error)
+
+=item C<FILE.lock: ...> (error)
+
+The checker could not be forked, or its lock file not opened or locked
+(C<fork>, C<flock> and the system's reason).  Said once per cause per
+process; the next status request tries again.
+
+=item C<database check failed (...): the check process ended without a result during PHASE> (error)
+
+The check's child process died (killed by someone, or by its
+C<RLIMIT_DATA>/C<RLIMIT_CPU>) before it answered.
+
+=item C<HealthEndpoint_Namespace: 'PATH' holds neither the ping nor the status path; it is claimed anyway ...> (warning)
+
+One that is one of RT's own directories, or not a path, is refused with
+the C<invalid value> line above, and no directory is claimed.
+
+=item C<HealthEndpoint_PingPath and HealthEndpoint_StatusPath are both 'PATH'; using ...> (error)
+
+=item C<DatabaseName 'NAME' for SQLite is not an absolute path; the database check will report fail> (error)
+
+=item C<the Redis check is on but this build has no Redis backend ...> (error)
+
+=item C<WebSessionProperties: 'sentinels' given without 'service'; the sentinels are ignored> (warning)
+
+=item C<option 'KEY': value contains a NUL byte; ignored> (error)
 
 =item C<OPTION: invalid value 'VALUE' (WHY); WHAT HAPPENS>
 
@@ -692,7 +771,10 @@ cannot forge a log line.  A ping costs a hash lookup and a small response;
 a status request reads the shared result.  The checks run one at a time
 for the whole instance, at most once per C<$HealthEndpoint_CacheSeconds>
 under any flood, each bounded by C<$HealthEndpoint_Timeout> and killed
-200 ms after it.
+200 ms after it.  A request that finds no fresh result waits for the run,
+holding its worker for up to C<$HealthEndpoint_Timeout>; with
+C<$HealthEndpoint_CacheSeconds> C<0> and requests always waiting, runs
+follow each other back to back.
 
 What fails closed: an allowlist set without a valid entry, or whose copy
 could not be made, denies everyone; an invalid Redis server is a failing
