@@ -15,6 +15,7 @@ BEGIN { require_or_skip(web_missing('rt')) }
 use Test::More;
 use CPAN::Meta::YAML;
 use Text::ParseWords qw(shellwords);
+use Time::HiRes qw(time);
 use URI::Escape qw(uri_escape);
 
 my %need = map { $_ => [ web_missing($_) ] } qw(haproxy check_http check_curl blackbox icinga2);

@@ -176,6 +176,7 @@ use File::Path qw(rmtree);
 use File::Spec;
 use File::Temp qw(tempdir);
 use IO::Handle;
+use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep);
@@ -408,7 +409,10 @@ sub http_raw {
         . "Connection: close\r\n\r\n";
     my $buf = '';
     my $deadline = Time::HiRes::time() + ($timeout // 10);
-    while (Time::HiRes::time() < $deadline) {
+    my $sel = IO::Select->new($s);
+    # a server that stops sending must not hold us past the deadline
+    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+        last unless $sel->can_read($left);
         my $n = sysread($s, my $chunk, 65536);
         last unless $n;
         $buf .= $chunk;
