@@ -52,7 +52,7 @@ static const char *const keys[] = {
     "ping_path", "status_path", "namespace", "timeout", "cache_seconds",
     "allow_from", "db.type", "db.host", "db.port", "db.name", "db.user",
     "db.password", "db.require_table", "db.extra.sslmode", "db.extra.",
-    "redis.auto", "redis.enabled", "redis.server", "redis.sock",
+    "redis_auto", "check_redis", "redis.server", "redis.sock",
     "redis.username", "redis.password", "redis.database", "redis.sentinel",
     "redis.service", "redis.", "db.", "bogus",
 };

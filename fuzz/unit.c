@@ -380,22 +380,22 @@ options(void)
       && c.cache_seconds == 0);
     T(he_config_set(&c, "cache_seconds", "3601", keep_warn, NULL) == -1);
 
-    /* redis.auto says what an unset redis.enabled means */
-    T(he_config_set(&c, "redis.auto", "1", keep_warn, NULL) == 0
+    /* redis_auto says what an unset check_redis means */
+    T(he_config_set(&c, "redis_auto", "1", keep_warn, NULL) == 0
       && c.redis.enabled == 1);
-    T(he_config_set(&c, "redis.enabled", NULL, keep_warn, NULL) == 0
+    T(he_config_set(&c, "check_redis", NULL, keep_warn, NULL) == 0
       && c.redis.enabled == 1);
     warn_reset();
-    T(he_config_set(&c, "redis.enabled", "2", keep_warn, NULL) == -1
+    T(he_config_set(&c, "check_redis", "2", keep_warn, NULL) == -1
       && c.redis.enabled == 1
       && strstr(w.last, "auto-detection (on)") != NULL);
-    T(he_config_set(&c, "redis.enabled", "0", keep_warn, NULL) == 0
+    T(he_config_set(&c, "check_redis", "0", keep_warn, NULL) == 0
       && c.redis.enabled == 0);
-    T(he_config_set(&c, "redis.auto", "0", keep_warn, NULL) == 0
+    T(he_config_set(&c, "redis_auto", "0", keep_warn, NULL) == 0
       && c.redis.enabled == 0);
-    T(he_config_set(&c, "redis.auto", NULL, keep_warn, NULL) == 0
+    T(he_config_set(&c, "redis_auto", NULL, keep_warn, NULL) == 0
       && c.redis.enabled == 0);
-    T(he_config_set(&c, "redis.enabled", "1", keep_warn, NULL) == 0
+    T(he_config_set(&c, "check_redis", "1", keep_warn, NULL) == 0
       && c.redis.enabled == 1);
 
     T(he_config_set(&c, "redis.database", "3", keep_warn, NULL) == 0

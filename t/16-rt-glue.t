@@ -80,7 +80,7 @@ is(redis_enabled(HealthEndpoint_CheckRedis => 'yes'), 0,
 like($logged[0][1], qr/auto-detection \(off\)/, 'and says so');
 
 # Only the keys that say where Redis is: the rest tunes RT's own client,
-# and none can reach the internal redis.auto / redis.enabled
+# and none can reach the internal redis_auto / check_redis
 $o = options(WebSessionClass => 'Apache::Session::Redis',
     WebSessionProperties => { server => '10.0.0.5:6380', reconnect => 60,
                               every => 1000, auto => 0, enabled => 0 });

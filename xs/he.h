@@ -133,8 +133,8 @@ void he_config_copy(he_config *to, const he_config *from);
  *   ping_path status_path namespace timeout cache_seconds
  *   db.type db.host db.port db.name db.user db.password db.require_table
  *   db.extra.<key>
- *   redis.auto (0/1: what an unset or invalid redis.enabled means)
- *   redis.enabled redis.server redis.sock redis.username redis.password
+ *   redis_auto (0/1: what an unset or invalid check_redis means)
+ *   check_redis redis.server redis.sock redis.username redis.password
  *   redis.database redis.sentinel (repeatable) redis.service
  *   allow_from (repeatable; each value a list separated by commas and
  *     blanks; NULL: configured, but not a usable value)

@@ -31,7 +31,7 @@ static const struct {
     { "timeout", "HealthEndpoint_Timeout" },
     { "cache_seconds", "HealthEndpoint_CacheSeconds" },
     { "allow_from", "HealthEndpoint_AllowFrom" },
-    { "redis.enabled", "HealthEndpoint_CheckRedis" },
+    { "check_redis", "HealthEndpoint_CheckRedis" },
     { "db.type", "DatabaseType" },
     { "db.host", "DatabaseHost" },
     { "db.port", "DatabasePort" },
@@ -305,24 +305,30 @@ set_database(he_redis_config *r, const char *value, he_warn_fn warn,
     return 0;
 }
 
+/* check_redis: undef leaves what redis_auto said.  Outside the redis.*
+ * keys, so that no key of the admin's Redis hash can reach it. */
+static int
+set_check_redis(he_redis_config *r, const char *value, he_warn_fn warn,
+                void *ctx)
+{
+    if (value == NULL)
+        return 0;                       /* undef: auto-detection stands */
+    if (strcmp(value, "0") && strcmp(value, "1")) {
+        reject(warn, ctx, "check_redis", value, "must be undef, 0 or 1",
+               r->enabled ? "using auto-detection (on)"
+                          : "using auto-detection (off)");
+        return -1;
+    }
+    r->enabled = value[0] == '1';
+    return 0;
+}
+
 /* One redis.* key (without the prefix).  0, -1 rejected, 1 unknown. */
 static int
 set_redis(he_redis_config *r, const char *key, const char *value,
           he_warn_fn warn, void *ctx)
 {
-    if (strcmp(key, "auto") == 0) {
-        r->enabled = value != NULL && value[0] == '1';
-    } else if (strcmp(key, "enabled") == 0) {
-        if (value == NULL)
-            return 0;                   /* undef: auto-detection stands */
-        if (strcmp(value, "0") && strcmp(value, "1")) {
-            reject(warn, ctx, "redis.enabled", value, "must be undef, 0 or 1",
-                   r->enabled ? "using auto-detection (on)"
-                              : "using auto-detection (off)");
-            return -1;
-        }
-        r->enabled = value[0] == '1';
-    } else if (strcmp(key, "server") == 0) {
+    if (strcmp(key, "server") == 0) {
         /* never fall back to the default: that could be another Redis */
         r->invalid = set_hostport(&r->server, HE_REDIS_PORT, "redis.server",
                                   value, warn, ctx) != 0;
@@ -413,6 +419,12 @@ he_config_set(he_config *c, const char *key, const char *value,
                            warn, ctx);
     if (strcmp(key, "allow_from") == 0)
         return set_allow(c, value, warn, ctx);
+    if (strcmp(key, "redis_auto") == 0) {
+        c->redis.enabled = value != NULL && value[0] == '1';
+        return 0;
+    }
+    if (strcmp(key, "check_redis") == 0)
+        return set_check_redis(&c->redis, value, warn, ctx);
     if (strncmp(key, "db.", 3) == 0)
         rc = set_db(&c->db, key + 3, value, warn, ctx);
     else if (strncmp(key, "redis.", 6) == 0)

@@ -92,22 +92,15 @@ sub _db_pairs {
             (map { ("db.extra.$_" => $extra->{$_}) } sort keys %$extra));
 }
 
-# The keys of a redis hash the check uses (Redis.pm's names).
-my %REDIS_KEYS = map { $_ => 1 }
-    qw(server sock username password database sentinels service);
-
-# check_redis: undef means "when a redis hash is given" (redis.auto); 0, 1
-# or anything else is for C to accept or reject.
+# check_redis: undef means "when a redis hash is given" (redis_auto); 0, 1
+# or anything else is for C to accept or reject, as every redis.* key.
 sub _redis_pairs {
     my ($redis, $check, $log) = @_;
     $redis = _hash($redis, 'redis', $log);
-    my @pairs = ('redis.auto' => ($redis ? 1 : 0), 'redis.enabled' => $check);
+    my @pairs = (redis_auto => ($redis ? 1 : 0), check_redis => $check);
     return @pairs unless $redis;
     for my $k (sort keys %$redis) {
-        if (!$REDIS_KEYS{$k}) {
-            # never passed on: redis.auto and redis.enabled are internal
-            $log->('warning', "WebSessionProperties{$k}: unknown setting ignored");
-        } elsif ($k eq 'sentinels') {
+        if ($k eq 'sentinels') {
             my $s = $redis->{sentinels};
             push @pairs, map { ('redis.sentinel' => $_) }
                 ref $s eq 'ARRAY' ? @$s : defined $s ? ($s) : ();
@@ -127,6 +120,11 @@ sub _hash {
 }
 
 # ---- RT glue ---------------------------------------------------------------
+
+# The keys of %WebSessionProperties that say where Redis is (Redis.pm's
+# names); the others tune RT's own client.
+my %REDIS_KEYS = map { $_ => 1 }
+    qw(server sock username password database sentinels service);
 
 # RT calls this once per plugin, in @Plugins order, when it builds its PSGI
 # app (in the master process, before Starman forks): read the config here,
@@ -596,7 +594,8 @@ C<fail> too.
 =item C<redis>, C<check_redis>
 
 C<redis> takes the C<%WebSessionProperties> keys above (any other key is
-logged and ignored).  C<check_redis> C<0> never checks, C<1> always does; undef checks
+logged and ignored).  RT's glue passes only those keys of
+C<%WebSessionProperties>.  C<check_redis> C<0> never checks, C<1> always does; undef checks
 when C<redis> is given.
 
 =item C<state_file>
