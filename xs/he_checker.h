@@ -81,7 +81,7 @@ typedef struct {
     he_child idle[HE_NCHECKS];          /* waiting for the next run */
     he_child busy[HE_NCHECKS];          /* checking, or ended until reaped */
     void (*watch)(void *ctx, int64_t now);  /* the checker's own watch, */
-    void *watch_ctx;                    /* at least every HE_TICK_NS of a run */
+    void *watch_ctx;                    /* every HE_RUN_WATCH_NS of a run */
 } he_run;
 
 /* Set r up in the checker and fork the children of its first run.  A run
