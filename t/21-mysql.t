@@ -125,31 +125,21 @@ subtest 'a TLS handshake that stalls (mysql_ssl=1)' => sub {
     # A "server" that offers TLS in its greeting, takes the client's SSL
     # request and then says nothing: libmariadb's handshake blocks on its
     # own; the checker's deadline answers for it.
-    require IO::Socket::INET;
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 8, ReuseAddr => 1) or die $!;
-    my $port = $l->sockport;
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDOUT, '>', '/dev/null';
-        my @keep;
-        while (my $c = $l->accept) {
-            my $caps = 0x1 | 0x8 | 0x200 | 0x800 | 0x8000 | 0x80000;
-            my $p = pack('C', 10) . "5.7.99-stall\0" . pack('V', 7)
-                . 'abcdefgh' . "\0" . pack('v', $caps & 0xffff) . pack('C', 33)
-                . pack('v', 2) . pack('v', $caps >> 16) . pack('C', 21)
-                . ("\0" x 10) . 'ijklmnopqrst' . "\0"
-                . "mysql_native_password\0";
-            syswrite $c, substr(pack('V', length $p), 0, 3) . "\0" . $p;
-            push @keep, $c;             # read nothing, answer nothing
-        }
-        POSIX::_exit(0);
-    }
+    my $peer = start_scripted_peer(serve => sub {
+        my ($c) = @_;
+        my $caps = 0x1 | 0x8 | 0x200 | 0x800 | 0x8000 | 0x80000;
+        my $p = pack('C', 10) . "5.7.99-stall\0" . pack('V', 7)
+            . 'abcdefgh' . "\0" . pack('v', $caps & 0xffff) . pack('C', 33)
+            . pack('v', 2) . pack('v', $caps >> 16) . pack('C', 21)
+            . ("\0" x 10) . 'ijklmnopqrst' . "\0"
+            . "mysql_native_password\0";
+        syswrite $c, substr(pack('V', length $p), 0, 3) . "\0" . $p;
+        sleep 60;                       # read nothing, answer nothing
+    });
     my $r = status_of(timeout => 0.5, db => { type => 'mysql', host => '127.0.0.1',
-        port => $port, name => 'x', user => 'x', password => 'x',
+        port => $peer->port, name => 'x', user => 'x', password => 'x',
         extra => { mysql_ssl => 1, mysql_ssl_optional => 0 } });
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
+    $peer->stop;
     expect_status($r, database => 'fail', redis => 'skipped', 'the answer is 503');
     cmp_ok $r->{elapsed}, '<=', 0.5 * 1.1,
         sprintf 'within Timeout + 10 %% (%.3f s)', $r->{elapsed};

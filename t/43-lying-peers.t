@@ -76,6 +76,7 @@ for my $name (sort keys %peer) {
         cmp_ok $hwm1 - $hwm0, '<=', 16 * 1024,
             sprintf 'this process\'s peak RSS grew by %d kB', $hwm1 - $hwm0;
         my ($checker) = grep { proc_cmdline($_) =~ /for process $$ only/ } checkers();
+        ok $checker, 'the checker of this process is there' or return;
         my %cs = proc_status($checker);
         my ($crss) = ($cs{VmHWM} // '0') =~ /(\d+)/;
         cmp_ok $crss, '<=', $hwm1 + 16 * 1024, "the checker's peak RSS: $crss kB";
