@@ -4,8 +4,9 @@ package HESoak;
 # fuzz/valgrind: the built module, Starman with bench/soak.psgi,
 # per-process RSS, PostgreSQL and Redis figures, probers.  The servers
 # themselves come from t/lib/HETest/Servers.pm (PostgreSQL with
-# log_connections=on, Redis, Starman), run as nobody on 127.0.0.1 free ports
-# and stopped at exit; scripts that use HESoak find it in @INC.
+# log_connections=on, Redis, Starman), on free ports of 127.0.0.1 (as
+# nobody when started by root) and stopped at exit; scripts that use
+# HESoak find it in @INC.
 
 use strict;
 use warnings;
@@ -22,6 +23,7 @@ BEGIN { $ROOT = abs_path(dirname(__FILE__) . '/../..') }
 use lib "$ROOT/t/lib";
 use HETest::Proc qw(scratch_dir fork_server unwatch);
 use HETest::Servers ();
+use HEBench qw(percentile);
 
 our @EXPORT_OK = qw(
     root blib start_starman rss_kb http_get pg_sql pg_auth_count
@@ -146,10 +148,9 @@ sub stop_prober {
         push @ms, $ms;
         $fails++ if $status != 200;
     }
-    @ms = sort { $a <=> $b } @ms;
-    my $pct = sub { @ms ? $ms[ int($_[0] * $#ms + 0.5) ] : 0 };
-    return { n => scalar @ms, fails => $fails // 0, p50 => $pct->(0.5),
-             p99 => $pct->(0.99), max => @ms ? $ms[-1] : 0 };
+    return { n => scalar @ms, fails => $fails // 0,
+             p50 => percentile(50, @ms) // 0, p99 => percentile(99, @ms) // 0,
+             max => percentile(100, @ms) // 0 };
 }
 
 1;
