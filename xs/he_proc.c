@@ -148,7 +148,12 @@ he_proc_set_title(const char *title)
     size_t len, n;
     ssize_t got;
     int fd, field;
+    const char *preload = getenv("LD_PRELOAD");
 
+    /* Under valgrind that memory is valgrind's own command line, not the
+     * program's (valgrind preloads its vgpreload_*.so into every client). */
+    if (preload != NULL && strstr(preload, "/vgpreload_") != NULL)
+        return;
     if ((fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC)) >= 0) {
         got = read(fd, buf, sizeof buf - 1);
         close(fd);
