@@ -118,14 +118,15 @@ sub fds {
            sort { $a <=> $b } grep { /^\d+$/ } readdir $d;
 }
 
-# Poll $code every 50 ms for up to $seconds; returns its last value.
+# Poll $code every $step seconds (0.05) for up to $seconds; returns its
+# last value.  The one polling loop of the test libraries.
 sub wait_for {
-    my ($seconds, $code) = @_;
+    my ($seconds, $code, $step) = @_;
     my $until = Time::HiRes::time() + $seconds;
     while (1) {
         my $v = $code->();
         return $v if $v || Time::HiRes::time() > $until;
-        Time::HiRes::sleep(0.05);
+        Time::HiRes::sleep($step || 0.05);
     }
 }
 

@@ -50,6 +50,7 @@ use Time::HiRes qw(sleep time);
 use HETest::Proc qw(free_port port_open scratch_dir remove_dir server_user
                     slurp write_file log_tail run_cmd);
 use HETest::Servers ();
+use HETest::Ps ();
 
 our $RT_HOME     = $ENV{HETEST_RT_HOME} || '/usr/share/request-tracker5';
 $RT_HOME =~ s{/+\z}{};
@@ -794,14 +795,8 @@ sub check_loaded_from {
 
 # Wait (bounded) until $code->() is true; returns its last value.
 sub wait_until {
-    my ($s, $timeout, $code) = @_;
-    my $deadline = time + $timeout;
-    my $v;
-    while (1) {
-        $v = $code->();
-        return $v if $v || time > $deadline;
-        sleep 0.2;
-    }
+    my ($self, $timeout, $code) = @_;
+    return HETest::Ps::wait_for($timeout, $code, 0.2);
 }
 
 # ---------------------------------------------------------------- teardown

@@ -691,18 +691,9 @@ sub http_raw {
 
 sub http_head_raw { return http_raw('HEAD', $_[0]) }
 
-# Poll $code (true = done) every $step seconds for at most $seconds;
-# returns the last value.
-sub poll {
-    my ($seconds, $code, $step) = @_;
-    my $deadline = time + $seconds;
-    my $v;
-    while (1) {
-        $v = $code->();
-        return $v if $v || time >= $deadline;
-        sleep($step || 0.2);
-    }
-}
+# Poll $code (true = done) every $step seconds (0.2) for at most
+# $seconds; returns the last value.
+sub poll { HETest::Ps::wait_for($_[0], $_[1], $_[2] || 0.2) }
 
 # After the database changed state at time $since: poll $url until it
 # answers $code, for at most CacheSeconds + 2 x Timeout from $since.  Then
