@@ -14,7 +14,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use HETest::Ps qw(:all);
 use HEBuild qw(need_backend);
-use HETest::Servers qw(start_fake_peer);
+use HETest::Servers qw(start_fake_peer make_sqlite);
 use RT::Extension::HealthEndpoint;
 
 plan skip_all => 'needs Linux /proc' unless -r '/proc/self/status';
@@ -30,10 +30,7 @@ my $FAIL = '{"checks":{"database":"fail","redis":"skipped"},"status":"fail"}';
 # (The two Oracle configurations differ in name: the callback is not part
 # of what makes a configuration newer.)
 my $good = "$dir/good.db";
-if ($built{SQLite}) {
-    system('sqlite3', $good, 'CREATE TABLE Tickets (id INTEGER);') == 0
-        or die 'sqlite3 is needed';
-}
+make_sqlite($good) if $built{SQLite};
 sub db_ok { $built{SQLite} ? (db => { type => 'SQLite', name => $good })
                            : (db => { type => 'Oracle' }, db_check => sub { 1 }) }
 sub db_bad { $built{SQLite} ? (db => { type => 'SQLite', name => "$dir/none.db" })

@@ -198,7 +198,7 @@ our $START_TIMEOUT = $HETest::RT::START_TIMEOUT;
 # polling for up to CacheSeconds + 2 x Timeout).
 our %HE_CONFIG = (HealthEndpoint_Timeout => 1, HealthEndpoint_CacheSeconds => 1);
 
-sub first_existing { for (@_) { return $_ if defined && -e } return undef }
+sub first_existing { HETest::RT::first_existing(@_) }
 
 sub find_program { find_binary(@_) }
 
