@@ -300,6 +300,7 @@ subtest 'in the middle of a run: the master dies, a newer configuration comes' =
     my ($app) = app(state_file => $state, timeout => 10, @stalled);
     my $master = fork // die;
     if (!$master) {                          # a server master and its worker
+        POSIX::setpgid(0, 0);                # a group to clean up
         my $worker = fork // die;
         if (!$worker) { status($app); POSIX::_exit(0) }
         sleep 60;
@@ -313,6 +314,7 @@ subtest 'in the middle of a run: the master dies, a newer configuration comes' =
     ok wait_for(3, sub { !checkers($state) }), 'the master killed: the checker exits';
     cmp_ok time - $t0, '<=', 2, sprintf 'within 2 s, not at the end of the run (%.2f s)',
         time - $t0;
+    kill 'KILL', -$master;                   # the orphaned worker, still waiting
 
     $state = state_file();
     my ($old) = app(state_file => $state, timeout => 2, @stalled);
