@@ -187,6 +187,16 @@ he_mysql_set_tls(MYSQL *m, const he_mysql_opts *o)
 
 /* ---- options, target ---------------------------------------------------- */
 
+/* The library's reason, or a word for its silence (mysql_options() and
+ * an old library that cannot enforce TLS set none). */
+static const char *
+he_mysql_reason(MYSQL *m)
+{
+    const char *e = mysql_error(m);
+
+    return *e ? e : "the library gives no reason";
+}
+
 /*
  * Every option before connecting: the library's own timeouts (whole
  * seconds left, rounded up, at least 1: on the blocking path the only
@@ -204,17 +214,17 @@ he_mysql_set_options(MYSQL *m, const he_mysql_opts *o, he_probe *p)
         || mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &secs)
         || mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &secs)) {
         snprintf(p->err, p->errlen, "connect: cannot set timeouts: %s",
-                 mysql_error(m));
+                 he_mysql_reason(m));
         return HE_FAIL;
     }
     if (o->compress && mysql_options(m, MYSQL_OPT_COMPRESS, NULL)) {
         snprintf(p->err, p->errlen, "connect: mysql_compression: %s",
-                 mysql_error(m));
+                 he_mysql_reason(m));
         return HE_FAIL;
     }
     if (he_mysql_set_tls(m, o) != 0) {
         snprintf(p->err, p->errlen, "connect: mysql_ssl: this client library "
-                 "refused the TLS options: %s", mysql_error(m));
+                 "refused the TLS options: %s", he_mysql_reason(m));
         return HE_FAIL;
     }
     return HE_OK;

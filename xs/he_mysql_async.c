@@ -94,10 +94,13 @@ he_mysql_async_wait(MYSQL *m, int status, double deadline)
 static he_result
 he_mysql_async_abandon(MYSQL *m, int w, const char *what, he_probe *p)
 {
+    /* the reason first: cancelling may overwrite poll()'s errno */
+    he_result r = he_mysql_fail(m, w, what, p);
+
 #ifdef LIBMARIADB                       /* Connector/C; not in MariaDB's */
     mariadb_cancel(m);                  /* older libmysqlclient */
 #endif
-    return he_mysql_fail(m, w, what, p);
+    return r;
 }
 
 static he_result
