@@ -172,6 +172,22 @@ like($@, qr/code reference/, 'app must be code');
 eval { RT::Extension::HealthEndpoint->wrap($inner, logger => 'x') };
 like($@, qr/logger must be a code reference/, 'logger must be code');
 
+# a value whose stringification dies: wrap dies, and frees what it built
+{
+    package HETest15::Dies;
+    use overload '""' => sub { die "no string\n" };
+    package HETest15::App;
+    our $gone = 0;
+    sub DESTROY { $gone++ }
+}
+for my $n (1 .. 2) {
+    my $app = bless sub { [200, [], [$n]] }, 'HETest15::App';
+    eval { RT::Extension::HealthEndpoint->wrap($app, logger => sub { },
+               timeout => bless({}, 'HETest15::Dies')) };
+    like($@, qr/no string/, "a dying value: wrap dies ($n)");
+}
+is($HETest15::App::gone, 2, 'and the app and the handler are freed');
+
 # a logger that dies does not break the request, and $@ is kept
 {
     my $a = RT::Extension::HealthEndpoint->wrap($inner, cache_seconds => 0,

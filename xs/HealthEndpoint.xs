@@ -23,7 +23,7 @@
 
 /* The constant strings of our answers, by index. */
 enum { C_CTYPE, C_CLEN, C_CACHE, C_NOSTORE, C_ALLOW, C_GETHEAD, C_TEXT,
-       C_JSON, C_PONG, C_FORBIDDEN, C_NOT_ALLOWED, C_NOT_FOUND, C_N };
+       C_JSON, C_N };
 
 typedef struct {
     const char *s;
@@ -34,8 +34,7 @@ typedef struct {
 static const he_str str[C_N] = {
     HE_STR("Content-Type"), HE_STR("Content-Length"), HE_STR("Cache-Control"),
     HE_STR("no-store"), HE_STR("Allow"), HE_STR("GET, HEAD"),
-    HE_STR("text/plain"), HE_STR("application/json"), HE_STR("pong"),
-    HE_STR("forbidden"), HE_STR("method not allowed"), HE_STR("not found")
+    HE_STR("text/plain"), HE_STR("application/json")
 };
 
 /* Every answer is one of a small set (he.h): its slot in st->answer[]. */
@@ -376,7 +375,7 @@ he_intact(pTHX_ AV *res, const he_response *r)
     AV *hv, *bv;
 
     if (SvREFCNT(res) != 1 || SvMAGICAL(res) || SvREADONLY(res)
-        || AvFILLp(res) != 2)
+        || SvOBJECT(res) || AvFILLp(res) != 2)
         return 0;
     e = AvARRAY(res);
     status = e[0];
@@ -572,6 +571,7 @@ _new(class, app, logger, db_cb, pairs, state_file)
   PREINIT:
     he_state *st;
     CV *handler;
+    SV *rv;
     MAGIC *mg;
     STRLEN plen = 0;
     const char *path = NULL;
@@ -596,10 +596,13 @@ _new(class, app, logger, db_cb, pairs, state_file)
     mg = sv_magicext((SV *)handler, NULL, PERL_MAGIC_ext, &he_state_vtbl,
                      (const char *)st, 0);
     mg->mg_flags |= MGf_DUP;
-    RETVAL = newRV_noinc((SV *)handler);
+    /* mortal until the end: a value whose stringification dies (tied,
+     * overloaded) takes the handler and its state with it */
+    rv = sv_2mortal(newRV_noinc((SV *)handler));
     he_apply_pairs(aTHX_ st, pairs);
     he_instance_setup(st, path);
     he_report_state(aTHX_ st);
+    RETVAL = SvREFCNT_inc_simple_NN(rv);
   OUTPUT:
     RETVAL
 
