@@ -41,7 +41,7 @@ sub wrap {
     for my $k (qw(ping_path status_path namespace timeout cache_seconds)) {
         push @pairs, $k => $opt{$k} if defined $opt{$k};
     }
-    push @pairs, _allow_pairs($opt{allow_from}, $log);
+    push @pairs, _allow_pairs($opt{allow_from});
     push @pairs, _db_pairs($opt{db}, $log);
     push @pairs, _redis_pairs($opt{redis}, $opt{check_redis}, $log);
     return $class->_new($app, $logger, $opt{db_check}, \@pairs,
@@ -62,16 +62,14 @@ sub _need_code {
 # allowlist; anything else that is configured but unusable (a hash, a
 # reference inside the list) denies everyone: undef reaches C as such.
 sub _allow_pairs {
-    my ($v, $log) = @_;
+    my ($v) = @_;
     return () if !defined $v || (!ref $v && $v eq '')
         || (ref $v eq 'ARRAY' && !@$v);
     return (allow_from => $v) unless ref $v;
     if (ref $v eq 'ARRAY') {
         return map { (allow_from => (ref $_ ? undef : $_)) } @$v;
     }
-    $log->('error', "HealthEndpoint_AllowFrom: expected a list or a string, "
-        . 'got a ' . ref($v) . ' reference');
-    return (allow_from => undef);
+    return (allow_from => undef);       # C says why, once
 }
 
 sub _db_pairs {
@@ -192,7 +190,6 @@ sub _options_from_rt {
     my $name = _rt_get('DatabaseName');
     if (defined $type && $type eq 'SQLite' && defined $name) {
         # as RT::Handle::BuildDSN: a relative name lives under VarPath
-        require File::Spec;
         $name = File::Spec->catfile($RT::VarPath, $name)
             unless File::Spec->file_name_is_absolute($name);
     }
