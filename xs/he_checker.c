@@ -52,6 +52,10 @@ typedef struct {
 static void
 checker_exit(he_checker *k)
 {
+    /* Mid-run too: no reader may wait for, or take slots of, a run that
+     * will never publish.  The lock is still ours, so no successor has
+     * begun a run of its own yet. */
+    he_store32(&k->sh->running, 0);
     he_cas32((uint32_t *)&k->sh->checker_pid, (uint32_t)k->self, 0);
     _exit(0);
 }

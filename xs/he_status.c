@@ -176,7 +176,9 @@ ask(he_instance *in, uint32_t seen, int64_t begun, he_log_batch *log)
     }
     want_after(sh, seen);
     mine = begun + timeout + HE_WAIT_GRACE_NS;
-    if (st == HE_CHECKER_STARTED || !he_load32(&sh->running))
+    /* a run's deadline binds only while a live checker runs it: one that
+     * was killed mid-run left its flag and deadline behind */
+    if (st != HE_CHECKER_SERVES || !he_load32(&sh->running))
         return mine;
     theirs = he_load64(&sh->run_deadline_ns);
     return theirs < mine - HE_WAIT_GRACE_NS ? theirs + HE_WAIT_GRACE_NS
