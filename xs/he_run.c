@@ -250,23 +250,19 @@ fork_child(he_run *k, int id)
     return 0;
 }
 
-/* Reap c if it has exited.  With block, wait for it, killing it at its
- * kill_at (at once when that is 0 or past).  1 when it is gone. */
+/* Reap c if it has exited.  If not, kill it when now is set or its
+ * kill_at has passed, and reap it; else leave it.  1 when it is gone. */
 static int
-reap_child(he_child *c, int block)
+reap_child(he_child *c, int now)
 {
     if (c->pid <= 0)
         return 1;
-    while (waitpid((pid_t)c->pid, NULL, WNOHANG) == 0) {
-        if (he_now_ns() >= c->kill_at) {
-            kill((pid_t)c->pid, SIGKILL);
-            while (waitpid((pid_t)c->pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-            break;
-        }
-        if (!block)
+    if (waitpid((pid_t)c->pid, NULL, WNOHANG) == 0) {
+        if (!now && he_now_ns() < c->kill_at)
             return 0;
-        he_sleep_ns(HE_NS_PER_MS / 20);
+        kill((pid_t)c->pid, SIGKILL);
+        while (waitpid((pid_t)c->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
     }
     c->pid = 0;
     return 1;
@@ -309,7 +305,6 @@ start_child(he_run *k, int id, int64_t deadline_ns)
             return 1;
         }
         close_line(c);                  /* gone while it waited */
-        c->kill_at = 0;
         reap_child(c, 1);
     }
     snprintf(s->reason, sizeof s->reason, "cannot start a check process: "
@@ -335,9 +330,7 @@ settle_child(he_run *k, int id, char said)
         return;
     }
     close_line(c);
-    if (said != EXITING)
-        c->kill_at = 0;
-    (void)reap_child(c, c->kill_at == 0);
+    (void)reap_child(c, said != EXITING);   /* EXITING: let it _exit */
 }
 
 /* ---- a run ---------------------------------------------------------------- */
@@ -521,10 +514,17 @@ he_run_init(he_run *k, he_shared *sh, const he_checker_ctx *x, long checker,
 void
 he_run_reap(he_run *k)
 {
+    he_child *c;
     int i;
 
-    for (i = 0; i < HE_NCHECKS; i++)
+    for (i = 0; i < HE_NCHECKS; i++) {
         (void)reap_child(&k->busy[i], 0);
+        c = &k->idle[i];                /* killed while it waited */
+        if (c->pid > 0 && waitpid((pid_t)c->pid, NULL, WNOHANG) > 0) {
+            close_line(c);
+            c->pid = 0;                 /* the next run forks another */
+        }
+    }
 }
 
 void
@@ -537,7 +537,7 @@ he_run_checks(he_run *k)
     char said[HE_NCHECKS];
 
     for (i = 0; i < HE_NCHECKS; i++) {
-        reap_child(&k->busy[i], 1);     /* one that exited after a run */
+        reap_child(&k->busy[i], 1);     /* EXITING after the last run */
         he_store32(&sh->slot[i].done, 0);
         he_store32(&sh->slot[i].phase, HE_PHASE_IDLE);
     }
