@@ -149,7 +149,7 @@ want_after(he_shared *sh, uint32_t seen)
     do {
         w = he_load32(&sh->wanted);
         if (!he_seq_after(seen + 1, w))
-            break;
+            return;                     /* whoever moved it woke the checker */
     } while (!he_cas32(&sh->wanted, w, seen + 1));
     he_wake_word(&sh->wanted);
 }
