@@ -18,7 +18,6 @@
 #define HE_NS_PER_S 1000000000LL
 
 #define HE_TICK_NS (500 * HE_NS_PER_MS)         /* heartbeat period */
-#define HE_SUSPECT_NS (1 * HE_NS_PER_S)         /* late: does it live? */
 #define HE_STALE_NS (2 * HE_NS_PER_S)           /* no heartbeat: replace */
 #define HE_KILL_GRACE_NS (200 * HE_NS_PER_MS)   /* overdue run: kill */
 #define HE_RUN_WATCH_NS (50 * HE_NS_PER_MS)     /* a run: retire, master? */

@@ -396,8 +396,8 @@ wait_children(he_run *k, int *running, char *said, int64_t kill_at,
     }
 }
 
-/* Copy reason into out, escaping control characters and backslashes, so
- * that a peer's text cannot forge a line of RT's log. */
+/* Copy reason into out, escaping control characters (as \xNN), so that a
+ * peer's text cannot forge a line of RT's log. */
 static void
 escape_reason(const char *in, char *out, size_t outlen)
 {
